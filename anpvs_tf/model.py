@@ -1,0 +1,235 @@
+"""ANPVSModel: the training and evaluation steps of every method."""
+
+import keras
+import tensorflow as tf
+
+from anpvs_tf import losses
+from anpvs_tf.attacks import pgd_attack
+from anpvs_tf.config import ADVERSARIAL_METHODS
+from anpvs_tf.config import GATED_METHODS
+from anpvs_tf.config import METHODS
+from anpvs_tf.config import AttackConfig
+from anpvs_tf.layers import gates_of
+from anpvs_tf.replicas import num_replicas
+
+_TRAIN_METRICS = (
+    "loss",
+    "ce_loss",
+    "adv_ce_loss",
+    "vs_loss",
+    "kl_loss",
+)
+_ACCURACY_METRICS = ("clean_accuracy", "adv_accuracy")
+
+
+class ANPVSModel(keras.Model):
+    """Trains a zoo network with one of the methods of the paper's table.
+
+    methods: `standard` (clean CE), `at` (PGD adversarial training), `bp`
+    (Beta-Bernoulli gates, no adversary), `anp` (gates trained on the
+    adversarial loss) and `anp_vs` (anp + vulnerability suppression).
+
+    The gate parameters minimise CE(x_adv) + beta * KL / N (CE(x) for bp);
+    the weights minimise (CE(x) + w * CE(x_adv)) / (1 + w) + beta * KL / N
+    + l2 * ||W||^2 / 2 + lambda * V(x, x_adv), each with its own optimizer.
+    PGD runs on the inference-mode (deterministic) gates. The clean and the
+    adversarial pass draw independent gate masks, as the reference code.
+
+    Args:
+        network: a zoo network returning {"logits", "features"}.
+        method: one of METHODS.
+        attack: AttackConfig used to craft training examples.
+        eval_attack: AttackConfig used by `evaluate` (test_step).
+        kl_weight: beta. kl_normalizer: the N dividing the KL.
+        vs_weight: lambda. adv_weight: w. l2_weight: weight decay.
+        seed: int seed of the attack's random start.
+    """
+
+    def __init__(
+        self,
+        network,
+        method="anp_vs",
+        attack=None,
+        eval_attack=None,
+        kl_weight=4.0,
+        kl_normalizer=60000,
+        vs_weight=1e-3,
+        adv_weight=2.0,
+        l2_weight=1e-4,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if method not in METHODS:
+            raise ValueError(
+                f"`method` must be one of {METHODS}. Received: {method=}"
+            )
+        # === Layers ===
+        self.network = network
+        self.gates = gates_of(network)
+        if (method in GATED_METHODS) != bool(self.gates):
+            raise ValueError(
+                f"method '{method}' needs a "
+                f"{'gated' if method in GATED_METHODS else 'plain'} network"
+            )
+        # === Config ===
+        self.method = method
+        self.attack = attack or AttackConfig()
+        self.eval_attack = eval_attack or self.attack
+        self.kl_weight = float(kl_weight)
+        self.kl_normalizer = float(kl_normalizer)
+        self.vs_weight = float(vs_weight)
+        self.adv_weight = float(adv_weight)
+        self.l2_weight = float(l2_weight)
+        self.seed = seed
+        self.attack_seed_generator = keras.random.SeedGenerator(seed)
+        # === Variables ===
+        gate_ids = {id(v) for gate in self.gates for v in gate.variables}
+        self.gate_variables = [
+            v for v in network.trainable_variables if id(v) in gate_ids
+        ]
+        self.weight_variables = [
+            v for v in network.trainable_variables if id(v) not in gate_ids
+        ]
+        self.kernels = [
+            layer.kernel
+            for layer in network.layers
+            if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+        ]
+        # === Metrics ===
+        self.trackers = {
+            name: keras.metrics.Mean(name=name) for name in _TRAIN_METRICS
+        }
+        for name in _ACCURACY_METRICS:
+            self.trackers[name] = keras.metrics.SparseCategoricalAccuracy(
+                name=name
+            )
+
+    @property
+    def adversarial(self):
+        return self.method in ADVERSARIAL_METHODS
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def compile(self, optimizer="adam", gate_optimizer=None, **kwargs):
+        """Compiles with one optimizer for weights and one for gates."""
+        super().compile(optimizer=optimizer, **kwargs)
+        self.optimizer.build(self.weight_variables)
+        self.gate_optimizer = None
+        if self.gates:
+            self.gate_optimizer = keras.optimizers.get(
+                gate_optimizer or "adam"
+            )
+            self.gate_optimizer.build(self.gate_variables)
+
+    def call(self, inputs, training=False):
+        return self.network(inputs, training=training)["logits"]
+
+    def craft(self, x, y, attack):
+        """Adversarial examples against the inference-mode network."""
+        return pgd_attack(
+            lambda images: self.network(images, training=False)["logits"],
+            x,
+            y,
+            epsilon=attack.epsilon,
+            step_size=attack.step_size,
+            num_steps=attack.num_steps,
+            random_start=attack.random_start,
+            seed_generator=self.attack_seed_generator,
+        )
+
+    def unit_sparsity(self):
+        """Percentage of gated units pruned at inference (0 if ungated)."""
+        if not self.gates:
+            return tf.constant(0.0)
+        active = tf.add_n([g.active_units() for g in self.gates])
+        total = sum(g.units for g in self.gates)
+        # Integer difference first: 1 - active / total leaves float noise.
+        return 100.0 * tf.cast(total - active, tf.float32) / total
+
+    def _loss_terms(self, x, y):
+        """Forward passes and every loss term, for one (local) batch."""
+        x_adv = self.craft(x, y, self.attack) if self.adversarial else None
+        clean = self.network(x, training=True)
+        terms = {"ce_loss": losses.cross_entropy(y, clean["logits"])}
+        weight_loss = terms["ce_loss"]
+        gate_loss = terms["ce_loss"]
+        logits = {"clean_accuracy": clean["logits"]}
+        if x_adv is not None:
+            adv = self.network(x_adv, training=True)
+            logits["adv_accuracy"] = adv["logits"]
+            terms["adv_ce_loss"] = losses.cross_entropy(y, adv["logits"])
+            terms["vs_loss"] = losses.vulnerability(
+                clean["features"], adv["features"]
+            )
+            weight_loss = (
+                terms["ce_loss"] + self.adv_weight * terms["adv_ce_loss"]
+            ) / (1.0 + self.adv_weight)
+            gate_loss = terms["adv_ce_loss"]
+            if self.method == "anp_vs":
+                weight_loss += self.vs_weight * terms["vs_loss"]
+        if self.gates:
+            terms["kl_loss"] = (
+                self.kl_weight * losses.gate_kl(self.gates)
+                / self.kl_normalizer
+            )
+            weight_loss += terms["kl_loss"]
+            gate_loss += terms["kl_loss"]
+        weight_loss += self.l2_weight * losses.l2_penalty(self.kernels)
+        terms["loss"] = weight_loss
+        return weight_loss, gate_loss, terms, logits
+
+    def train_step(self, data):
+        x, y = data[:2]
+        # Gradients are summed over replicas: scale every term once.
+        replicas = num_replicas()
+        with tf.GradientTape(persistent=bool(self.gates)) as tape:
+            weight_loss, gate_loss, terms, logits = self._loss_terms(x, y)
+            weight_loss = weight_loss / replicas
+            gate_loss = gate_loss / replicas
+        weight_grads = tape.gradient(weight_loss, self.weight_variables)
+        if self.gates:
+            gate_grads = tape.gradient(gate_loss, self.gate_variables)
+            del tape
+            self.gate_optimizer.apply(gate_grads, self.gate_variables)
+        self.optimizer.apply(weight_grads, self.weight_variables)
+        return self._update_metrics(y, terms, logits)
+
+    def test_step(self, data):
+        x, y = data[:2]
+        clean = self.network(x, training=False)
+        terms = {"ce_loss": losses.cross_entropy(y, clean["logits"])}
+        logits = {"clean_accuracy": clean["logits"]}
+        x_adv = self.craft(x, y, self.eval_attack)
+        adv = self.network(x_adv, training=False)
+        logits["adv_accuracy"] = adv["logits"]
+        terms["adv_ce_loss"] = losses.cross_entropy(y, adv["logits"])
+        terms["vs_loss"] = losses.vulnerability(
+            clean["features"], adv["features"]
+        )
+        return self._update_metrics(y, terms, logits)
+
+    def _update_metrics(self, y, terms, logits):
+        # Weighted by batch size so a short last batch counts per example.
+        batch_size = tf.cast(tf.shape(y)[0], tf.float32)
+        for name, value in terms.items():
+            self.trackers[name].update_state(value, sample_weight=batch_size)
+        for name, value in logits.items():
+            self.trackers[name].update_state(y, value)
+        logs = {
+            name: self.trackers[name].result()
+            for name in (*terms, *logits)
+        }
+        if self.gates:
+            logs["sparsity"] = self.unit_sparsity()
+        return logs
+
+    def set_eval_attack(self, attack):
+        """Changes the attack of `evaluate` (retraces the test function)."""
+        self.eval_attack = attack
+        self.test_function = None
+
+    def active_units_per_gate(self):
+        return {g.name: int(g.active_units()) for g in self.gates}

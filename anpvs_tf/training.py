@@ -1,0 +1,280 @@
+"""One training run in a workdir: data, model, resume, fit, evaluation.
+
+Workdir layout:
+    config.json             the resolved experiment config (compared on resume)
+    checkpoints/            tf.train checkpoints, one per epoch (resume)
+    logs/                   TensorBoard
+    history.csv             per-epoch metrics
+    network.weights.h5      the trained network (written once training ends)
+    results.json, results.md  the final evaluation on the test set
+    base/                   the base model a gated method starts from, when
+                            none was given
+"""
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from anpvs_tf import config as config_lib
+from anpvs_tf import data
+from anpvs_tf.callbacks import EpochCheckpoint
+from anpvs_tf.config import GATED_METHODS
+from anpvs_tf.config import ConfigError
+from anpvs_tf.evaluation import evaluate_model
+from anpvs_tf.evaluation import format_results
+from anpvs_tf.model import ANPVSModel
+from anpvs_tf.optimizers import make_optimizers
+from anpvs_tf.registry import build_network
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+NETWORK_FILE = "network.weights.h5"
+
+
+def load_split(data_config, split):
+    """Arrays of a split, cut to --train_examples / --test_examples.
+
+    A training subset is a fixed random one (seed 0, the same for every
+    run): the embedded MNIST is sorted by class, so a prefix would hold only
+    a few digits. A test subset is a prefix of the fixed test order.
+    """
+    images, labels = data.load_arrays(
+        data_config.dataset, split, data_config.source, data_config.data_dir
+    )
+    if split == "test":
+        return data.take_examples(images, labels, data_config.test_examples)
+    if data_config.train_examples is None:
+        return images, labels
+    order = np.random.RandomState(0).permutation(len(labels))
+    return data.take_examples(
+        images[order], labels[order], data_config.train_examples
+    )
+
+
+def make_strategy(name):
+    """default: one device; mirrored: all local devices; auto: GPUs if any."""
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "auto" and tf.config.list_logical_devices("GPU"):
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def build_model(config, input_shape, num_classes, num_train_examples):
+    """The (uncompiled) ANPVSModel of a config."""
+    method = config.train.method
+    network = build_network(
+        config.model.architecture,
+        num_classes=num_classes,
+        input_shape=input_shape,
+        gated=method in GATED_METHODS,
+        gate_concentration1_init=config.model.gate_concentration1_init,
+        gate_concentration0_init=config.model.gate_concentration0_init,
+        seed=config.train.seed,
+    )
+    return ANPVSModel(
+        network,
+        method=method,
+        attack=config.attack,
+        eval_attack=config.attack,
+        kl_weight=config.loss.kl_weight,
+        kl_normalizer=config.loss.kl_normalizer or num_train_examples,
+        vs_weight=config.loss.vs_weight,
+        adv_weight=config.loss.adv_weight,
+        l2_weight=config.loss.l2_weight,
+        seed=config.train.seed,
+    )
+
+
+def read_config(workdir):
+    path = Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        raise ConfigError(
+            f"no trained run in '{workdir}' ({CONFIG_FILE} is missing); "
+            "pass the --workdir that train.py wrote"
+        )
+    return config_lib.from_dict(json.loads(path.read_text()))
+
+
+def load_trained_model(workdir):
+    """Rebuilds a finished run's model and loads its trained weights."""
+    workdir = Path(workdir)
+    config = read_config(workdir)
+    weights = workdir / NETWORK_FILE
+    if not weights.exists():
+        raise ConfigError(
+            f"'{workdir}' holds no finished training ({NETWORK_FILE} is "
+            "missing); run train.py with the same flags to finish it"
+        )
+    images, labels = load_split(config.data, "test")
+    model = build_model(config, images.shape[1:], _num_classes(config), 1)
+    model.network.load_weights(weights)
+    return config, model, (images, labels)
+
+
+def _num_classes(config):
+    return 100 if config.data.dataset == "cifar100" else 10
+
+
+def _prepare_workdir(config, workdir, overwrite):
+    """Creates the workdir, or checks that it holds the same run."""
+    path = workdir / CONFIG_FILE
+    if path.exists():
+        previous = json.loads(path.read_text())
+        if previous != json.loads(config.to_json()):
+            if not overwrite:
+                changed = _first_difference(previous, config.to_dict())
+                raise ConfigError(
+                    f"'{workdir}' holds a run with a different config "
+                    f"({changed}); choose another --workdir, or pass "
+                    "--overwrite to delete it"
+                )
+            shutil.rmtree(workdir)
+        elif overwrite:
+            shutil.rmtree(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    path.write_text(config.to_json())
+
+
+def _first_difference(old, new, prefix=""):
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _first_difference(a, b, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b and not (
+            isinstance(a, list) and isinstance(b, tuple) and a == list(b)
+        ):
+            return f"{prefix}{key}: {a} -> {b}"
+    return None
+
+
+def _initialise_from_base(config, workdir, network, log, verbose):
+    """Copies base weights into the gated network, layer by layer."""
+    base_dir = config.train.base_workdir
+    if base_dir is None:
+        base_config = config_lib.replace(
+            config,
+            **{"train.method": "standard", "train.epochs":
+               config.train.base_epochs},
+        )
+        base_dir = workdir / "base"
+        log(f"Training the base model ({config.train.base_epochs} epochs, "
+            f"method standard) in {base_dir}")
+        train(base_config, base_dir, log=log, verbose=verbose)
+    base_config, base_model, _ = load_trained_model(base_dir)
+    if base_config.model.architecture != config.model.architecture:
+        raise ConfigError(
+            f"base model in '{base_dir}' is a "
+            f"{base_config.model.architecture}, not a "
+            f"{config.model.architecture}; pass a matching --base_workdir"
+        )
+    for layer in base_model.network.layers:
+        if layer.weights:
+            network.get_layer(layer.name).set_weights(layer.get_weights())
+    log(f"Initialised from the base model in {base_dir}")
+
+
+def train(config, workdir, overwrite=False, log=print, verbose="auto"):
+    """Trains (or resumes) `config` in `workdir`; returns the results dict."""
+    workdir = Path(workdir)
+    _prepare_workdir(config, workdir, overwrite)
+    results_path = workdir / RESULTS_FILE
+    if results_path.exists():
+        log(f"{workdir} is already trained; results from {results_path}")
+        return json.loads(results_path.read_text())
+
+    train_images, train_labels = load_split(config.data, "train")
+    test_images, test_labels = load_split(config.data, "test")
+    monitor = config.data.monitor_examples
+    train_config = config.train
+    strategy = make_strategy(train_config.strategy)
+    keras.utils.set_random_seed(train_config.seed)
+    with strategy.scope():
+        model = build_model(
+            config,
+            train_images.shape[1:],
+            _num_classes(config),
+            len(train_labels),
+        )
+        steps_per_epoch = len(train_labels) // train_config.batch_size
+        weight_optimizer, gate_optimizer = make_optimizers(
+            train_config, train_config.epochs * steps_per_epoch
+        )
+        model.compile(weight_optimizer, gate_optimizer, jit_compile=False)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    checkpoint = tf.train.Checkpoint(
+        model=model,
+        weight_optimizer=model.optimizer,
+        gate_optimizer=model.gate_optimizer or tf.train.Checkpoint(),
+        epoch=epoch,
+    )
+    manager = tf.train.CheckpointManager(
+        checkpoint, workdir / "checkpoints", max_to_keep=2
+    )
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        log(f"Resuming from {manager.latest_checkpoint} "
+            f"(epoch {int(epoch.numpy())} of {train_config.epochs})")
+    elif train_config.method in GATED_METHODS:
+        with strategy.scope():
+            _initialise_from_base(config, workdir, model.network, log,
+                                  verbose)
+    initial_epoch = int(epoch.numpy())
+
+    train_ds, steps_per_epoch = data.train_dataset(
+        train_images,
+        train_labels,
+        train_config.batch_size,
+        seed=train_config.seed,
+        initial_epoch=initial_epoch,
+    )
+    monitor_ds = None
+    if monitor:
+        monitor_ds = data.eval_dataset(
+            test_images[:monitor], test_labels[:monitor],
+            config.eval.batch_size,
+        )
+    callbacks = [
+        EpochCheckpoint(manager, epoch),
+        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
+        keras.callbacks.TensorBoard(str(workdir / "logs"), write_graph=False),
+    ]
+    log(f"Training {train_config.method} for {train_config.epochs} epochs "
+        f"({steps_per_epoch} steps of {train_config.batch_size}) in {workdir}")
+    start = time.perf_counter()
+    if initial_epoch < train_config.epochs:
+        model.fit(
+            train_ds,
+            epochs=train_config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_data=monitor_ds,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    train_seconds = time.perf_counter() - start
+    model.network.save_weights(workdir / NETWORK_FILE)
+
+    log(f"Evaluating on {len(test_labels)} test examples "
+        f"(PGD-{config.eval.attack.num_steps}, eps "
+        f"{config.eval.attack.epsilon})")
+    results = evaluate_model(model, test_images, test_labels, config.eval)
+    results.update(
+        method=train_config.method,
+        architecture=config.model.architecture,
+        dataset=config.data.dataset,
+        train_examples=int(len(train_labels)),
+        epochs=train_config.epochs,
+        train_seconds=train_seconds,
+    )
+    results_path.write_text(json.dumps(results, indent=2))
+    (workdir / "results.md").write_text(format_results(results) + "\n")
+    log(format_results(results))
+    return results

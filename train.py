@@ -1,0 +1,167 @@
+"""Trains a zoo entry (ANP-VS or a baseline) and evaluates it.
+
+    python train.py --model=lenet5_caffe_mnist_anp_vs --epochs=8 \
+        --base_epochs=3 --workdir=runs/quickstart
+
+The entry's recipe (the paper's hyper-parameters) is the starting point;
+every flag that is given overrides it. Running the same command again
+resumes an interrupted run from its last epoch.
+"""
+
+from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
+
+from absl import app
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+# Flag name -> the config key it overrides.
+OVERRIDES = {
+    "dataset": "data.dataset",
+    "data_source": "data.source",
+    "data_dir": "data.data_dir",
+    "train_examples": "data.train_examples",
+    "test_examples": "data.test_examples",
+    "monitor_examples": "data.monitor_examples",
+    "gate_init": "model.gate_concentration1_init",
+    "epsilon": "attack.epsilon",
+    "pgd_steps": "attack.num_steps",
+    "pgd_step_size": "attack.step_size",
+    "beta": "loss.kl_weight",
+    "kl_normalizer": "loss.kl_normalizer",
+    "vs_weight": "loss.vs_weight",
+    "method": "train.method",
+    "epochs": "train.epochs",
+    "batch_size": "train.batch_size",
+    "weight_lr": "train.weight_learning_rate",
+    "gate_lr": "train.gate_learning_rate",
+    "seed": "train.seed",
+    "strategy": "train.strategy",
+    "base_workdir": "train.base_workdir",
+    "base_epochs": "train.base_epochs",
+    "eval_pgd_steps": "eval.attack.num_steps",
+    "eval_batch_size": "eval.batch_size",
+}
+
+
+def define_flags():
+    flags.DEFINE_string(
+        "model", "lenet5_caffe_mnist_anp_vs",
+        "Zoo entry (architecture_dataset_method) whose recipe to train; "
+        "see models/README.md or --list_models.")
+    flags.DEFINE_bool("list_models", False, "Print the zoo entries and exit.")
+    flags.DEFINE_string(
+        "workdir", None,
+        "Where checkpoints, TensorBoard logs, the trained network and "
+        "results.json go. Default: runs/<model>. An existing workdir of the "
+        "same run is resumed; one of a different run is an error.")
+    flags.DEFINE_bool(
+        "overwrite", False,
+        "Delete an existing workdir (checkpoints included) and start over.")
+    flags.DEFINE_enum(
+        "dataset", None, ["mnist", "fashion_mnist", "cifar10", "cifar100"],
+        "Dataset (default: the recipe's).")
+    flags.DEFINE_enum(
+        "data_source", None, ["embedded", "idx", "tfds"],
+        "embedded: the 5k-image real MNIST subset shipped in the package "
+        "(offline); idx: IDX .gz files in --data_dir; tfds: "
+        "tensorflow-datasets (needs internet or a prepared --data_dir).")
+    flags.DEFINE_string("data_dir", None,
+                        "Folder of the IDX files, or tfds data_dir.")
+    flags.DEFINE_integer("train_examples", None,
+                         "Use only the first N training examples.")
+    flags.DEFINE_integer(
+        "test_examples", None,
+        "Evaluate on the first N test examples (default: all).")
+    flags.DEFINE_integer(
+        "monitor_examples", None,
+        "Size of the fixed test slice scored after every epoch "
+        "(default 1000; 0 turns it off).")
+    flags.DEFINE_enum(
+        "method", None, ["standard", "at", "bp", "anp", "anp_vs"],
+        "standard | at (PGD adversarial training) | bp (Beta-Bernoulli "
+        "pruning) | anp (adversarial pruning) | anp_vs (ANP + vulnerability "
+        "suppression). Default: the recipe's.")
+    flags.DEFINE_integer("epochs", None, "Training epochs.")
+    flags.DEFINE_integer("batch_size", None, "Global batch size.")
+    flags.DEFINE_float("epsilon", None,
+                       "L-inf radius of the training attack, in [0, 1].")
+    flags.DEFINE_integer("pgd_steps", None, "PGD steps of the training attack.")
+    flags.DEFINE_float("pgd_step_size", None, "PGD step size (training).")
+    flags.DEFINE_integer("eval_pgd_steps", None,
+                         "PGD steps of the final evaluation (default 40).")
+    flags.DEFINE_integer("eval_batch_size", None, "Evaluation batch size.")
+    flags.DEFINE_float(
+        "beta", None,
+        "KL weight of the gates; the KL is divided by --kl_normalizer.")
+    flags.DEFINE_integer(
+        "kl_normalizer", None,
+        "N dividing the KL (recipe: 60000, the paper's MNIST size, which "
+        "keeps beta/N equal to the paper's on a subset). 0: the actual "
+        "training-set size.")
+    flags.DEFINE_float("vs_weight", None,
+                       "lambda, the weight of the vulnerability suppression "
+                       "loss.")
+    flags.DEFINE_float("weight_lr", None, "Adam learning rate of weights.")
+    flags.DEFINE_float("gate_lr", None, "Adam learning rate of the gates.")
+    flags.DEFINE_float(
+        "gate_init", None,
+        "Raw initial value of the gates' first concentration (paper: -1.0, "
+        "E[pi] ~ 0.24; e.g. 3.0 starts the gates nearly open).")
+    flags.DEFINE_integer("seed", None, "Random seed (data order, init, "
+                         "attacks, gate noise).")
+    flags.DEFINE_enum(
+        "strategy", None, ["default", "mirrored", "auto"],
+        "default: one device; mirrored: MirroredStrategy over all local "
+        "devices; auto: mirrored when GPUs are present.")
+    flags.DEFINE_string(
+        "base_workdir", None,
+        "Trained workdir whose network a gated method (bp, anp, anp_vs) "
+        "starts from. Default: train a standard base into <workdir>/base.")
+    flags.DEFINE_integer("base_epochs", None,
+                         "Epochs of the base model trained when no "
+                         "--base_workdir is given.")
+    flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
+                      "Keras progress output: 1 progress bar, 2 one line per "
+                      "epoch, 0 silent.")
+
+
+def resolve_config():
+    """Recipe of --model, then the flags that were given."""
+    import dataclasses
+
+    from anpvs_tf import config as config_lib
+    from anpvs_tf.registry import get_experiment
+
+    config = get_experiment(FLAGS.model)
+    overrides = {key: getattr(FLAGS, flag) for flag, key in OVERRIDES.items()}
+    # An IDX folder implies the idx source.
+    if FLAGS.data_dir and not FLAGS.data_source:
+        overrides["data.source"] = "idx"
+    if FLAGS.kl_normalizer == 0:
+        # 0 means "the actual training-set size", stored as None.
+        overrides["loss.kl_normalizer"] = None
+        config = dataclasses.replace(
+            config, loss=dataclasses.replace(config.loss, kl_normalizer=None)
+        )
+    return config_lib.replace(config, **overrides)
+
+
+def main(argv):
+    del argv
+    import models  # noqa: F401  (registers the zoo)
+    from anpvs_tf.registry import list_experiments
+    from anpvs_tf.training import train
+
+    if FLAGS.list_models:
+        print("\n".join(list_experiments()))
+        return
+    config = resolve_config()
+    workdir = FLAGS.workdir or f"runs/{FLAGS.model}"
+    verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
+    train(config, workdir, overwrite=FLAGS.overwrite, verbose=verbose)
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(cli.run_main(main))
