@@ -174,18 +174,21 @@ def validate(config):
         (config.data.monitor_examples >= 0,
          "--monitor_examples must be >= 0"),
     ]
-    for attack, flag in ((config.attack, "--"), (config.eval.attack, "--eval_")):
+    for attack, what in (
+        (config.attack, "training"),
+        (config.eval.attack, "evaluation"),
+    ):
         checks += [
-            (attack.epsilon >= 0,
-             f"{flag}epsilon must be >= 0 (got {attack.epsilon}); it is an "
-             "L-inf radius in [0, 1] pixel units, e.g. 0.3 for MNIST"),
-            (attack.epsilon <= 1,
-             f"{flag}epsilon must be <= 1 (got {attack.epsilon}): pixels "
-             "are in [0, 1]"),
+            (0 <= attack.epsilon <= 1,
+             f"the {what} attack's epsilon must be in [0, 1] (got "
+             f"{attack.epsilon}); it is an L-inf radius in pixel units, "
+             "e.g. --epsilon=0.3 for MNIST"),
             (attack.step_size > 0,
-             f"{flag}step_size must be > 0 (got {attack.step_size})"),
+             f"the {what} attack's step size must be > 0 (got "
+             f"{attack.step_size}); pass e.g. --pgd_step_size=0.01"),
             (attack.num_steps >= 0,
-             f"{flag}pgd_steps must be >= 0 (got {attack.num_steps})"),
+             f"the {what} attack's number of PGD steps must be >= 0 (got "
+             f"{attack.num_steps})"),
         ]
     for examples, flag in (
         (config.data.train_examples, "--train_examples"),

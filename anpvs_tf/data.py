@@ -35,6 +35,15 @@ _IDX_FILES = {
 _IDX_UBYTE = 0x08
 
 
+# Image shape (H, W, C) and number of classes of every dataset.
+DATASET_INFO = {
+    "mnist": ((28, 28, 1), 10),
+    "fashion_mnist": ((28, 28, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+    "cifar100": ((32, 32, 3), 100),
+}
+
+
 class DataError(ValueError):
     """A user-facing data problem: one line naming the problem and the fix."""
 

@@ -8,6 +8,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from anpvs_tf.replicas import sample_for_global_batch
+
 tfd = tfp.distributions
 
 # Clamps of the raw parameters, as in the reference implementation: they keep
@@ -49,13 +51,14 @@ def kumaraswamy_beta_kl(concentration1, concentration0, prior_concentration1):
 
 
 def kumaraswamy_mean(concentration1, concentration0):
-    """E[pi] = b * B(1 + 1/a, b), computed in log space for stability."""
+    """E[pi] = b * B(1 + 1/a, b).
+
+    tfp.math.lbeta, not lgamma(1 + 1/a) + lgamma(b) - lgamma(1 + 1/a + b):
+    for a near its floor (1/a ~ 2e4) the lgamma terms are ~2e5 and their
+    float32 difference loses ~2% of E[pi] (measured against tfp).
+    """
     a, b = concentration1, concentration0
-    return b * tf.exp(
-        tf.math.lgamma(1.0 + 1.0 / a)
-        + tf.math.lgamma(b)
-        - tf.math.lgamma(1.0 + 1.0 / a + b)
-    )
+    return b * tf.exp(tfp.math.lbeta(1.0 + 1.0 / a, b))
 
 
 @keras.saving.register_keras_serializable(package="anpvs_tf")
@@ -191,11 +194,14 @@ class BetaBernoulliGate(keras.layers.Layer):
         # 1 / T) draw. tfd.RelaxedBernoulli.sample's sigmoid bijector gave
         # NaN gradients on about 1 draw in 3,000 once saturated (measured);
         # tf.sigmoid's gradient is finite everywhere.
-        logits = safe_logit(pi)
-        noisy_logits = tfd.Logistic(
-            loc=logits / self.temperature, scale=1.0 / self.temperature
-        ).sample(batch_size, seed=self._tfp_seed())
-        return tf.sigmoid(noisy_logits)
+        logistic = tfd.Logistic(
+            loc=safe_logit(pi) / self.temperature,
+            scale=1.0 / self.temperature,
+        )
+        seed = self._tfp_seed()
+        return sample_for_global_batch(
+            lambda n: tf.sigmoid(logistic.sample(n, seed=seed)), batch_size
+        )
 
     def call(self, inputs, training=False):
         if training:

@@ -35,13 +35,13 @@ def register_experiment(name):
 
 
 def _ensure_zoo_imported():
-    """Imports the zoo once: `models` in a checkout, `anpvs_tf.zoo` installed."""
-    if _MODELS:
-        return
-    for module in ("models", "anpvs_tf.zoo"):
+    """Imports the zoo once: `anpvs_tf.zoo` when installed, else the
+    checkout's `models` package (scripts import it themselves)."""
+    for module in ("anpvs_tf.zoo", "models"):
+        if _MODELS:
+            return
         try:
             importlib.import_module(module)
-            return
         except ModuleNotFoundError:
             continue
 

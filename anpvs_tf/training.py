@@ -102,7 +102,7 @@ def read_config(workdir):
 
 
 def load_trained_model(workdir):
-    """Rebuilds a finished run's model and loads its trained weights."""
+    """Rebuilds a finished run's model; returns (config, model)."""
     workdir = Path(workdir)
     config = read_config(workdir)
     weights = workdir / NETWORK_FILE
@@ -111,14 +111,11 @@ def load_trained_model(workdir):
             f"'{workdir}' holds no finished training ({NETWORK_FILE} is "
             "missing); run train.py with the same flags to finish it"
         )
-    images, labels = load_split(config.data, "test")
-    model = build_model(config, images.shape[1:], _num_classes(config), 1)
+    input_shape, num_classes = data.DATASET_INFO[config.data.dataset]
+    model = build_model(config, input_shape, num_classes, 1)
     model.network.load_weights(weights)
-    return config, model, (images, labels)
-
-
-def _num_classes(config):
-    return 100 if config.data.dataset == "cifar100" else 10
+    model.compile(jit_compile=False)
+    return config, model
 
 
 def _prepare_workdir(config, workdir, overwrite):
@@ -168,7 +165,7 @@ def _initialise_from_base(config, workdir, network, log, verbose):
         log(f"Training the base model ({config.train.base_epochs} epochs, "
             f"method standard) in {base_dir}")
         train(base_config, base_dir, log=log, verbose=verbose)
-    base_config, base_model, _ = load_trained_model(base_dir)
+    base_config, base_model = load_trained_model(base_dir)
     if base_config.model.architecture != config.model.architecture:
         raise ConfigError(
             f"base model in '{base_dir}' is a "
@@ -198,10 +195,7 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
     keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
         model = build_model(
-            config,
-            train_images.shape[1:],
-            _num_classes(config),
-            len(train_labels),
+            config, *data.DATASET_INFO[config.data.dataset], len(train_labels)
         )
         steps_per_epoch = len(train_labels) // train_config.batch_size
         weight_optimizer, gate_optimizer = make_optimizers(
@@ -209,8 +203,11 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         )
         model.compile(weight_optimizer, gate_optimizer, jit_compile=False)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    # Keras 3 models are not traversed by tf.train.Checkpoint: list their
+    # variables (weights, gate parameters and every SeedGenerator state, so
+    # the attack and gate noise continue where they stopped).
     checkpoint = tf.train.Checkpoint(
-        model=model,
+        model_variables=list(model.variables),
         weight_optimizer=model.optimizer,
         gate_optimizer=model.gate_optimizer or tf.train.Checkpoint(),
         epoch=epoch,

@@ -1,3 +1,6 @@
-"""The zoo: importing this package registers every builder and recipe."""
+"""The zoo: importing this package registers every builder and recipe.
 
-from models import lenet5_caffe  # noqa: F401
+In a checkout it is `models`; pip-installed it is `anpvs_tf.zoo`.
+"""
+
+from . import lenet5_caffe  # noqa: F401

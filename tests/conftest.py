@@ -64,3 +64,10 @@ def random_batch():
     images = rng.uniform(size=(8, 28, 28, 1)).astype("float32")
     labels = rng.randint(0, 10, size=(8,)).astype("int64")
     return images, labels
+
+
+@pytest.fixture(scope="session")
+def two_cpu_strategy():
+    """One MirroredStrategy for the whole session: a second instance in the
+    same process makes TensorFlow's CPU collectives fail."""
+    return tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])

@@ -1,0 +1,238 @@
+"""Tests for anpvs_tf.attacks: the L-inf threat model and attack strength."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from anpvs_tf import data
+from anpvs_tf.attacks import fgsm_attack
+from anpvs_tf.attacks import pgd_attack
+from anpvs_tf.registry import build_network
+
+# Float slack of the L-inf bound: x +- eps is rounded in float32.
+BOUND_SLACK = 1e-6
+TRAIN_STEPS = 150
+BATCH_SIZE = 64
+
+
+def _logits_fn(network):
+    return lambda images: network(images, training=False)["logits"]
+
+
+def _cross_entropy(logits_fn, x, y):
+    """Per-example cross-entropy, numpy."""
+    return keras.losses.sparse_categorical_crossentropy(
+        y, logits_fn(x), from_logits=True
+    ).numpy()
+
+
+def _accuracy(logits_fn, x, y):
+    return float(np.mean(np.argmax(logits_fn(x), axis=-1) == y))
+
+
+@pytest.fixture(scope="module")
+def trained_lenet():
+    """A plain LeNet-5-Caffe trained briefly with Adam on the 5k images.
+
+    Module-scoped: trained once (a few seconds) for all attack-strength tests.
+    """
+    keras.utils.set_random_seed(0)
+    images, labels = data.load_arrays("mnist", "train", "embedded")
+    # The embedded training set is sorted by class: shuffle it.
+    order = np.random.RandomState(0).permutation(len(images))
+    images, labels = images[order], labels[order]
+    network = build_network("lenet5_caffe", gated=False, seed=0)
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = network(x, training=True)["logits"]
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    y, logits, from_logits=True
+                )
+            )
+        variables = network.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
+
+    for step in range(TRAIN_STEPS):
+        start = (step * BATCH_SIZE) % (len(images) - BATCH_SIZE)
+        train_step(
+            images[start : start + BATCH_SIZE],
+            labels[start : start + BATCH_SIZE],
+        )
+    return network
+
+
+@pytest.fixture(scope="module")
+def untrained_lenet():
+    keras.utils.set_random_seed(0)
+    return build_network("lenet5_caffe", gated=False, seed=0)
+
+
+@pytest.mark.parametrize("random_start", [True, False])
+def test_pgd_stays_in_threat_model(
+    untrained_lenet, mnist_test_batch, random_start
+):
+    x, y = mnist_test_batch
+    logits_fn = _logits_fn(untrained_lenet)
+    rng = np.random.RandomState(1 if random_start else 2)
+    for epsilon in rng.uniform(0.01, 0.5, size=3):
+        epsilon = float(epsilon)
+        x_adv = pgd_attack(
+            logits_fn,
+            x,
+            y,
+            epsilon=epsilon,
+            # Steps larger than the ball, so the projection is exercised.
+            step_size=0.6 * epsilon,
+            num_steps=3,
+            random_start=random_start,
+            seed_generator=keras.random.SeedGenerator(0),
+        ).numpy()
+        assert x_adv.shape == x.shape
+        assert x_adv.dtype == np.float32
+        distance = np.abs(x_adv - x)
+        assert distance.max() <= epsilon + BOUND_SLACK
+        assert x_adv.min() >= 0.0
+        assert x_adv.max() <= 1.0
+        # It did move, up to the edge of the ball somewhere.
+        assert distance.max() >= epsilon - BOUND_SLACK
+
+
+def test_pgd_random_start_reproducible_for_fixed_seed(
+    untrained_lenet, mnist_test_batch
+):
+    x, y = mnist_test_batch
+    kwargs = dict(epsilon=0.3, step_size=0.1, num_steps=1, random_start=True)
+    logits_fn = _logits_fn(untrained_lenet)
+    first = pgd_attack(
+        logits_fn, x, y, seed_generator=keras.random.SeedGenerator(3), **kwargs
+    )
+    second = pgd_attack(
+        logits_fn, x, y, seed_generator=keras.random.SeedGenerator(3), **kwargs
+    )
+    other = pgd_attack(
+        logits_fn, x, y, seed_generator=keras.random.SeedGenerator(4), **kwargs
+    )
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, other)
+
+
+def test_pgd_raises_loss_and_lowers_accuracy(trained_lenet, mnist_test_batch):
+    x, y = mnist_test_batch
+    logits_fn = _logits_fn(trained_lenet)
+    clean_accuracy = _accuracy(logits_fn, x, y)
+    # The test means something only for a model that has learned.
+    assert clean_accuracy > 0.9
+
+    x_adv = pgd_attack(
+        logits_fn,
+        x,
+        y,
+        epsilon=0.3,
+        step_size=0.03,
+        num_steps=20,
+        random_start=True,
+        seed_generator=keras.random.SeedGenerator(0),
+    )
+    clean_loss = _cross_entropy(logits_fn, x, y)
+    adversarial_loss = _cross_entropy(logits_fn, x_adv, y)
+    robust_accuracy = _accuracy(logits_fn, x_adv, y)
+
+    assert adversarial_loss.mean() > clean_loss.mean()
+    assert robust_accuracy < clean_accuracy
+    # A standard model is nearly defenceless at eps 0.3 on MNIST (the
+    # paper's table: 0.00% PGD accuracy): the attack must be strong, not
+    # merely better than nothing.
+    assert robust_accuracy < 0.5 * clean_accuracy
+
+
+def test_pgd_at_least_as_strong_as_fgsm(trained_lenet, mnist_test_batch):
+    x, y = mnist_test_batch
+    logits_fn = _logits_fn(trained_lenet)
+    x_fgsm = fgsm_attack(logits_fn, x, y, epsilon=0.3)
+    x_pgd = pgd_attack(
+        logits_fn,
+        x,
+        y,
+        epsilon=0.3,
+        step_size=0.03,
+        num_steps=20,
+        random_start=False,
+    )
+    fgsm_loss = _cross_entropy(logits_fn, x_fgsm, y).mean()
+    pgd_loss = _cross_entropy(logits_fn, x_pgd, y).mean()
+    assert pgd_loss >= fgsm_loss
+    assert fgsm_loss > _cross_entropy(logits_fn, x, y).mean()
+
+
+@pytest.mark.parametrize("epsilon", [0.1, 0.3])
+def test_fgsm_is_one_signed_gradient_step(
+    trained_lenet, mnist_test_batch, epsilon
+):
+    x, y = mnist_test_batch
+    logits_fn = _logits_fn(trained_lenet)
+    x_tensor = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tensor)
+        loss = tf.reduce_sum(
+            keras.losses.sparse_categorical_crossentropy(
+                y, logits_fn(x_tensor), from_logits=True
+            )
+        )
+    gradient = tape.gradient(loss, x_tensor).numpy()
+    expected = np.clip(x + epsilon * np.sign(gradient), 0.0, 1.0)
+
+    x_adv = fgsm_attack(logits_fn, x, y, epsilon=epsilon).numpy()
+
+    np.testing.assert_allclose(x_adv, expected, rtol=0, atol=BOUND_SLACK)
+    # Non-trivial: most pixels moved.
+    assert np.mean(x_adv != x) > 0.5
+
+
+def test_zero_steps_or_zero_epsilon_return_input(
+    untrained_lenet, mnist_test_batch
+):
+    x, y = mnist_test_batch
+    logits_fn = _logits_fn(untrained_lenet)
+    no_steps = pgd_attack(
+        logits_fn,
+        x,
+        y,
+        epsilon=0.3,
+        step_size=0.1,
+        num_steps=0,
+        random_start=False,
+    )
+    np.testing.assert_array_equal(no_steps, x)
+    for random_start in (True, False):
+        no_radius = pgd_attack(
+            logits_fn,
+            x,
+            y,
+            epsilon=0.0,
+            step_size=0.1,
+            num_steps=3,
+            random_start=random_start,
+            seed_generator=keras.random.SeedGenerator(0),
+        )
+        np.testing.assert_array_equal(no_radius, x)
+
+
+def test_pgd_in_tf_function_matches_eager(trained_lenet, mnist_test_batch):
+    x, y = mnist_test_batch
+    logits_fn = _logits_fn(trained_lenet)
+    kwargs = dict(
+        epsilon=0.3, step_size=0.05, num_steps=5, random_start=False
+    )
+
+    @tf.function
+    def attack(images, labels):
+        return pgd_attack(logits_fn, images, labels, **kwargs)
+
+    eager = pgd_attack(logits_fn, x, y, **kwargs).numpy()
+    graph = attack(tf.constant(x), tf.constant(y)).numpy()
+    np.testing.assert_allclose(graph, eager, rtol=0, atol=BOUND_SLACK)
