@@ -1,7 +1,6 @@
 """Trains a zoo entry (ANP-VS or a baseline) and evaluates it.
 
-    python train.py --model=lenet5_caffe_mnist_anp_vs --epochs=8 \
-        --base_epochs=3 --workdir=runs/quickstart
+    python train.py --epochs=8 --base_epochs=3 --workdir=runs/quickstart
 
 The entry's recipe (the paper's hyper-parameters) is the starting point;
 every flag that is given overrides it. Running the same command again
@@ -48,7 +47,7 @@ def define_flags():
     flags.DEFINE_string(
         "model", "lenet5_caffe_mnist_anp_vs",
         "Zoo entry (architecture_dataset_method) whose recipe to train; "
-        "see models/README.md or --list_models.")
+        "--list_models prints them.")
     flags.DEFINE_bool("list_models", False, "Print the zoo entries and exit.")
     flags.DEFINE_string(
         "workdir", None,
@@ -106,8 +105,10 @@ def define_flags():
     flags.DEFINE_float("gate_lr", None, "Adam learning rate of the gates.")
     flags.DEFINE_float(
         "gate_init", None,
-        "Raw initial value of the gates' first concentration (paper: -1.0, "
-        "E[pi] ~ 0.24; e.g. 3.0 starts the gates nearly open).")
+        "Raw initial value of the gates' first concentration a (softplus "
+        "of it is a; b starts at 1). Paper: -1.0, E[pi] = 0.24, which scales "
+        "each gated layer by about a quarter at the start; 3.0 gives E[pi] = "
+        "0.75, 5.0 gives 0.83.")
     flags.DEFINE_integer("seed", None, "Random seed (data order, init, "
                          "attacks, gate noise).")
     flags.DEFINE_enum(

@@ -4,11 +4,12 @@ import dataclasses
 import json
 from dataclasses import field
 
+from anpvs_tf.data import DATASETS
+from anpvs_tf.data import SOURCES as DATA_SOURCES
+
 METHODS = ("standard", "at", "bp", "anp", "anp_vs")
 GATED_METHODS = ("bp", "anp", "anp_vs")
 ADVERSARIAL_METHODS = ("at", "anp", "anp_vs")
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-DATA_SOURCES = ("embedded", "idx", "tfds")
 STRATEGIES = ("default", "mirrored", "auto")
 
 

@@ -1,7 +1,5 @@
 """Helpers that place gates in functional networks."""
 
-import keras
-
 from anpvs_tf.gates import BetaBernoulliGate
 
 
@@ -59,7 +57,3 @@ def gates_of(network):
         for layer in network.layers
         if isinstance(layer, BetaBernoulliGate)
     ]
-
-
-def is_weight_variable_owner(layer):
-    return isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))

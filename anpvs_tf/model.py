@@ -140,14 +140,18 @@ class ANPVSModel(keras.Model):
             seed_generator=self.attack_seed_generator,
         )
 
+    def active_units(self):
+        """Gated units that survive pruning at inference, over all gates."""
+        return tf.add_n([g.active_units() for g in self.gates])
+
     def unit_sparsity(self):
         """Percentage of gated units pruned at inference (0 if ungated)."""
         if not self.gates:
             return tf.constant(0.0)
-        active = tf.add_n([g.active_units() for g in self.gates])
         total = sum(g.units for g in self.gates)
         # Integer difference first: 1 - active / total leaves float noise.
-        return 100.0 * tf.cast(total - active, tf.float32) / total
+        pruned = total - self.active_units()
+        return 100.0 * tf.cast(pruned, tf.float32) / total
 
     def _loss_terms(self, x, y):
         """Forward passes and every loss term, for one (local) batch."""
@@ -224,6 +228,7 @@ class ANPVSModel(keras.Model):
         }
         if self.gates:
             logs["sparsity"] = self.unit_sparsity()
+            logs["active_units"] = self.active_units()
         return logs
 
     def set_eval_attack(self, attack):

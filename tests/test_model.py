@@ -12,8 +12,11 @@ from anpvs_tf.registry import build_network
 ATTACK = AttackConfig(epsilon=0.3, step_size=0.05, num_steps=3)
 
 
-def make_model(method, seed=0):
-    """A LeNet ANPVSModel whose init depends only on `seed`."""
+def make_model(method, seed=0, run_eagerly=True):
+    """A LeNet ANPVSModel whose init depends only on `seed`.
+
+    Eager by default: one or two steps run faster than tracing the step.
+    """
     keras.utils.set_random_seed(seed)
     gated = method in ("bp", "anp", "anp_vs")
     network = build_network("lenet5_caffe", gated=gated, seed=seed)
@@ -23,6 +26,7 @@ def make_model(method, seed=0):
         keras.optimizers.Adam(1e-3),
         keras.optimizers.Adam(1e-2),
         jit_compile=False,
+        run_eagerly=run_eagerly,
     )
     return model
 
@@ -51,7 +55,8 @@ def test_mirrored_step_equals_single_device(
     strategy = two_cpu_strategy
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():
-        mirrored = make_model(method)
+        # Compiled, as real training runs: tf.function + replica context.
+        mirrored = make_model(method, run_eagerly=False)
     for a, b in zip(before, variables_of(mirrored)):
         np.testing.assert_array_equal(a, b)  # same starting point
     mirrored_logs = mirrored.fit(one_batch(images, labels), verbose=0).history
@@ -113,9 +118,10 @@ def test_variables_are_partitioned(mnist_test_batch):
         ("at", {"ce_loss", "adv_ce_loss", "vs_loss", "clean_accuracy",
                 "adv_accuracy", "loss"}),
         ("bp", {"ce_loss", "kl_loss", "clean_accuracy", "loss",
-                "sparsity"}),
+                "sparsity", "active_units"}),
         ("anp_vs", {"ce_loss", "adv_ce_loss", "vs_loss", "kl_loss",
-                    "clean_accuracy", "adv_accuracy", "loss", "sparsity"}),
+                    "clean_accuracy", "adv_accuracy", "loss", "sparsity",
+                    "active_units"}),
     ],
 )
 def test_train_step_reports_the_terms_of_its_method(
