@@ -1,21 +1,31 @@
 """Training callbacks."""
 
+import time
+
 import keras
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves a tf.train checkpoint (weights, both optimizers, RNG states and
-    the epoch counter) after every epoch, so a killed run resumes with the
-    same command without losing a finished epoch. The checkpoint index is
-    only updated once the files are written, so a kill mid-save leaves the
-    previous checkpoint as the latest.
+    """Saves a tf.train checkpoint after every epoch, for exact resume.
+
+    The checkpoint holds the weights, both optimizers, every RNG state, the
+    epoch counter and the training time so far (so a resumed run reports
+    its whole training time). The checkpoint index is only updated once the
+    files are written, so a kill mid-save leaves the previous checkpoint as
+    the latest.
     """
 
-    def __init__(self, manager, epoch_variable):
+    def __init__(self, manager, epoch_variable, seconds_variable):
         super().__init__()
         self.manager = manager
         self.epoch_variable = epoch_variable
+        self.seconds_variable = seconds_variable
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        self.seconds_variable.assign_add(time.perf_counter() - self._start)
         self.epoch_variable.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)

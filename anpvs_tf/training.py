@@ -13,7 +13,6 @@ Workdir layout:
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import keras
@@ -178,31 +177,24 @@ def _initialise_from_base(config, workdir, network, log, verbose):
     log(f"Initialised from the base model in {base_dir}")
 
 
-def train(config, workdir, overwrite=False, log=print, verbose="auto"):
-    """Trains (or resumes) `config` in `workdir`; returns the results dict."""
-    workdir = Path(workdir)
-    _prepare_workdir(config, workdir, overwrite)
-    results_path = workdir / RESULTS_FILE
-    if results_path.exists():
-        log(f"{workdir} is already trained; results from {results_path}")
-        return json.loads(results_path.read_text())
-
-    train_images, train_labels = load_split(config.data, "train")
-    test_images, test_labels = load_split(config.data, "test")
-    monitor = config.data.monitor_examples
+def _compiled_model(config, strategy, num_train_examples):
+    """Builds and compiles the model (and its optimizers) in the strategy."""
     train_config = config.train
-    strategy = make_strategy(train_config.strategy)
-    keras.utils.set_random_seed(train_config.seed)
     with strategy.scope():
         model = build_model(
-            config, *data.DATASET_INFO[config.data.dataset], len(train_labels)
+            config, *data.DATASET_INFO[config.data.dataset],
+            num_train_examples,
         )
-        steps_per_epoch = len(train_labels) // train_config.batch_size
+        steps_per_epoch = num_train_examples // train_config.batch_size
         weight_optimizer, gate_optimizer = make_optimizers(
             train_config, train_config.epochs * steps_per_epoch
         )
         model.compile(weight_optimizer, gate_optimizer, jit_compile=False)
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    return model
+
+
+def _checkpoint_manager(model, workdir):
+    """A checkpoint of everything a resumed run needs, and its manager."""
     # Keras 3 models are not traversed by tf.train.Checkpoint: list their
     # variables (weights, gate parameters and every SeedGenerator state, so
     # the attack and gate noise continue where they stopped).
@@ -210,20 +202,42 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         model_variables=list(model.variables),
         weight_optimizer=model.optimizer,
         gate_optimizer=model.gate_optimizer or tf.train.Checkpoint(),
-        epoch=epoch,
+        epoch=tf.Variable(0, dtype=tf.int64, trainable=False),
+        seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False),
     )
     manager = tf.train.CheckpointManager(
         checkpoint, workdir / "checkpoints", max_to_keep=2
     )
+    return checkpoint, manager
+
+
+def train(config, workdir, overwrite=False, log=print, verbose="auto"):
+    """Trains (or resumes) `config` in `workdir`; returns the results dict."""
+    workdir = Path(workdir)
+    # Data first: a run that fails on a bad --data_dir leaves no workdir
+    # behind to conflict with the corrected command.
+    train_images, train_labels = load_split(config.data, "train")
+    test_images, test_labels = load_split(config.data, "test")
+    _prepare_workdir(config, workdir, overwrite)
+    results_path = workdir / RESULTS_FILE
+    if results_path.exists():
+        log(f"{workdir} is already trained; results from {results_path}")
+        return json.loads(results_path.read_text())
+
+    train_config = config.train
+    strategy = make_strategy(train_config.strategy)
+    keras.utils.set_random_seed(train_config.seed)
+    model = _compiled_model(config, strategy, len(train_labels))
+    checkpoint, manager = _checkpoint_manager(model, workdir)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        log(f"Resuming from {manager.latest_checkpoint} "
-            f"(epoch {int(epoch.numpy())} of {train_config.epochs})")
+        log(f"Resuming from {manager.latest_checkpoint} (epoch "
+            f"{int(checkpoint.epoch.numpy())} of {train_config.epochs})")
     elif train_config.method in GATED_METHODS:
         with strategy.scope():
             _initialise_from_base(config, workdir, model.network, log,
                                   verbose)
-    initial_epoch = int(epoch.numpy())
+    initial_epoch = int(checkpoint.epoch.numpy())
 
     train_ds, steps_per_epoch = data.train_dataset(
         train_images,
@@ -232,6 +246,7 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         seed=train_config.seed,
         initial_epoch=initial_epoch,
     )
+    monitor = config.data.monitor_examples
     monitor_ds = None
     if monitor:
         monitor_ds = data.eval_dataset(
@@ -239,13 +254,12 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
             config.eval.batch_size,
         )
     callbacks = [
-        EpochCheckpoint(manager, epoch),
+        EpochCheckpoint(manager, checkpoint.epoch, checkpoint.seconds),
         keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
         keras.callbacks.TensorBoard(str(workdir / "logs"), write_graph=False),
     ]
     log(f"Training {train_config.method} for {train_config.epochs} epochs "
         f"({steps_per_epoch} steps of {train_config.batch_size}) in {workdir}")
-    start = time.perf_counter()
     if initial_epoch < train_config.epochs:
         model.fit(
             train_ds,
@@ -256,7 +270,6 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
             callbacks=callbacks,
             verbose=verbose,
         )
-    train_seconds = time.perf_counter() - start
     model.network.save_weights(workdir / NETWORK_FILE)
 
     log(f"Evaluating on {len(test_labels)} test examples "
@@ -269,7 +282,9 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         dataset=config.data.dataset,
         train_examples=int(len(train_labels)),
         epochs=train_config.epochs,
-        train_seconds=train_seconds,
+        # Whole training time, across interruptions; per-epoch scoring of
+        # the monitor slice included.
+        train_seconds=float(checkpoint.seconds.numpy()),
     )
     results_path.write_text(json.dumps(results, indent=2))
     (workdir / "results.md").write_text(format_results(results) + "\n")

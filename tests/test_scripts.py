@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from anpvs_tf import callbacks
 from anpvs_tf import config as config_lib
@@ -58,6 +59,8 @@ def assert_one_line_error(result, *phrases):
 def test_train_rejects_bad_flags_in_one_line(args, phrases, tmp_path):
     result = run_script("train.py", f"--workdir={tmp_path / 'run'}", *args)
     assert_one_line_error(result, *phrases)
+    # Nothing is left behind to conflict with the corrected command.
+    assert not (tmp_path / "run").exists()
 
 
 def test_evaluate_rejects_a_missing_workdir(tmp_path):
@@ -125,10 +128,18 @@ def test_interrupted_training_resumes_to_the_same_weights(
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config(3), tmp_path / "resumed", verbose=0)
     assert not (tmp_path / "resumed" / NETWORK_FILE).exists()
+    first_epoch_seconds = tf.train.load_variable(
+        str(tmp_path / "resumed" / "checkpoints"),
+        "seconds/.ATTRIBUTES/VARIABLE_VALUE",
+    )
+    assert first_epoch_seconds > 0
     monkeypatch.setattr(callbacks.EpochCheckpoint, "on_epoch_end", save)
     logs = []
-    train(tiny_config(3), tmp_path / "resumed", verbose=0, log=logs.append)
+    results = train(tiny_config(3), tmp_path / "resumed", verbose=0,
+                    log=logs.append)
     assert any("epoch 1 of 3" in line for line in logs)
+    # The reported training time covers the epoch before the interruption.
+    assert results["train_seconds"] > first_epoch_seconds
 
     _, straight = load_trained_model(tmp_path / "straight")
     _, resumed = load_trained_model(tmp_path / "resumed")
