@@ -11,6 +11,7 @@ Workdir layout:
                             none was given
 """
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -55,8 +56,14 @@ def load_split(data_config, split):
     )
 
 
+@functools.cache
 def make_strategy(name):
-    """default: one device; mirrored: all local devices; auto: GPUs if any."""
+    """default: one device; mirrored: all local devices; auto: GPUs if any.
+
+    One object per name and process: a second MirroredStrategy instance in
+    the same process breaks TensorFlow's collectives (seen on CPU), and a
+    gated run trains its base model in the same process.
+    """
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "auto" and tf.config.list_logical_devices("GPU"):
@@ -151,19 +158,24 @@ def _first_difference(old, new, prefix=""):
     return None
 
 
-def _initialise_from_base(config, workdir, network, log, verbose):
+def _base_workdir(config, workdir, log, verbose):
+    """The base a gated method starts from; trains it if none was given."""
+    if config.train.base_workdir is not None:
+        return Path(config.train.base_workdir)
+    base_config = config_lib.replace(
+        config,
+        **{"train.method": "standard",
+           "train.epochs": config.train.base_epochs},
+    )
+    base_dir = workdir / "base"
+    log(f"Training the base model ({config.train.base_epochs} epochs, "
+        f"method standard) in {base_dir}")
+    train(base_config, base_dir, log=log, verbose=verbose)
+    return base_dir
+
+
+def _copy_base_weights(config, base_dir, network, log):
     """Copies base weights into the gated network, layer by layer."""
-    base_dir = config.train.base_workdir
-    if base_dir is None:
-        base_config = config_lib.replace(
-            config,
-            **{"train.method": "standard", "train.epochs":
-               config.train.base_epochs},
-        )
-        base_dir = workdir / "base"
-        log(f"Training the base model ({config.train.base_epochs} epochs, "
-            f"method standard) in {base_dir}")
-        train(base_config, base_dir, log=log, verbose=verbose)
     base_config, base_model = load_trained_model(base_dir)
     if base_config.model.architecture != config.model.architecture:
         raise ConfigError(
@@ -225,6 +237,11 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         return json.loads(results_path.read_text())
 
     train_config = config.train
+    resuming = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    base_dir = None
+    if not resuming and train_config.method in GATED_METHODS:
+        # Before this run's model exists: the base trains on its own.
+        base_dir = _base_workdir(config, workdir, log, verbose)
     strategy = make_strategy(train_config.strategy)
     keras.utils.set_random_seed(train_config.seed)
     model = _compiled_model(config, strategy, len(train_labels))
@@ -233,10 +250,9 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         checkpoint.restore(manager.latest_checkpoint).expect_partial()
         log(f"Resuming from {manager.latest_checkpoint} (epoch "
             f"{int(checkpoint.epoch.numpy())} of {train_config.epochs})")
-    elif train_config.method in GATED_METHODS:
+    elif base_dir is not None:
         with strategy.scope():
-            _initialise_from_base(config, workdir, model.network, log,
-                                  verbose)
+            _copy_base_weights(config, base_dir, model.network, log)
     initial_epoch = int(checkpoint.epoch.numpy())
 
     train_ds, steps_per_epoch = data.train_dataset(

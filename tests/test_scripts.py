@@ -69,11 +69,12 @@ def test_evaluate_rejects_a_missing_workdir(tmp_path):
 
 
 def test_train_then_evaluate_end_to_end(tmp_path):
-    """A gated method trains its base first, resumes instead of retraining,
+    """A gated method trains its base first (under MirroredStrategy, which
+    must not nest a second strategy), resumes instead of retraining,
     refuses a changed config, and evaluate.py reads the workdir back."""
     workdir = tmp_path / "run"
     common = [f"--workdir={workdir}", "--epochs=1", "--base_epochs=1",
-              *TINY_FLAGS]
+              "--strategy=mirrored", *TINY_FLAGS]
     first = run_script("train.py", *common)
     assert first.returncode == 0, first.stderr
     results = json.loads((workdir / "results.json").read_text())
