@@ -15,8 +15,9 @@ import tensorflow_probability as tfp
 
 from anpvs_tf.gates import BetaBernoulliGate
 from anpvs_tf.gates import kumaraswamy_beta_kl
+from anpvs_tf.gates import kumaraswamy_log_sample
 from anpvs_tf.gates import kumaraswamy_mean
-from anpvs_tf.gates import safe_logit
+from anpvs_tf.gates import logit_from_log_prob
 
 tfd = tfp.distributions
 
@@ -219,15 +220,19 @@ def test_pruning_decision_matches_tfp_mean_on_whole_grid():
 
 
 @pytest.mark.parametrize("use_tf_function", [False, True])
-def test_safe_logit_is_finite_at_zero_and_one(use_tf_function):
+def test_logit_is_finite_at_zero_and_one(use_tf_function):
     # Graph optimisation folded the reference code's 1e-20 away (SPEC
-    # pitfall 1), so the graph path is tested too.
-    fn = tf.function(safe_logit) if use_tf_function else safe_logit
-    probs = tf.constant([0.0, 1.0, 0.25, 0.5], dtype=tf.float32)
+    # pitfall 1), so the graph path is tested too. Inputs are log p:
+    # -inf is p = 0 and 0 is p = 1, exactly.
+    fn = (tf.function(logit_from_log_prob) if use_tf_function
+          else logit_from_log_prob)
+    log_probs = tf.constant(
+        [-np.inf, 0.0, np.log(0.25), np.log(0.5)], dtype=tf.float32
+    )
     with tf.GradientTape() as tape:
-        tape.watch(probs)
-        logits = fn(probs)
-    gradient = tape.gradient(logits, probs)
+        tape.watch(log_probs)
+        logits = fn(log_probs)
+    gradient = tape.gradient(logits, log_probs)
 
     assert logits.dtype == tf.float32
     assert np.all(np.isfinite(logits.numpy()))
@@ -235,9 +240,40 @@ def test_safe_logit_is_finite_at_zero_and_one(use_tf_function):
     # p = 0 and 1 map to the far ends, in the right order.
     assert logits[0] < -10.0
     assert logits[1] > 10.0
-    # Inside (0, 1) it is the logit, with gradient 1 / (p (1 - p)).
+    # Inside (0, 1) it is the logit, with d logit / d log p = 1 / (1 - p).
     np.testing.assert_allclose(logits[2:], [-np.log(3.0), 0.0], atol=1e-6)
-    np.testing.assert_allclose(gradient[2:], [16.0 / 3.0, 4.0], rtol=1e-5)
+    np.testing.assert_allclose(gradient[2:], [4.0 / 3.0, 2.0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("a, b", [(0.31, 1.0), (2.0, 3.0), (0.05, 20.0)])
+def test_log_space_sampler_follows_the_kumaraswamy_cdf(a, b):
+    """Kolmogorov-Smirnov against F(x) = 1 - (1 - x^a)^b."""
+    n = 100_000
+    log_pi = kumaraswamy_log_sample(
+        tf.fill([n], a), tf.fill([n], b), seed=tf.constant([3, 4])
+    ).numpy().astype(np.float64)
+    # The CDF in log space: x^a = exp(a log x).
+    cdf = -np.expm1(b * np.log1p(-np.exp(a * np.sort(log_pi))))
+    empirical = np.arange(1, n + 1) / n
+    statistic = np.max(np.abs(cdf - empirical))
+    # 1.95 / sqrt(n) is the 0.1% critical value of the KS statistic.
+    assert statistic < 1.95 / np.sqrt(n)
+
+
+def test_log_space_sampler_gradients_are_finite_where_tfp_gave_nan():
+    """b = 50 (pruned units get there): tfd.Kumaraswamy.sample returned
+    pi = 0 with NaN gradients for 2 of these 2,000,000 draws."""
+    n = 2_000_000
+    a = tf.Variable(tf.fill([n], 0.3))
+    b = tf.Variable(tf.fill([n], 50.0))
+    with tf.GradientTape() as tape:
+        logits = logit_from_log_prob(
+            kumaraswamy_log_sample(a, b, seed=tf.constant([1, 2]))
+        )
+    gradients = tape.gradient(logits, [a, b])
+    assert np.all(np.isfinite(logits.numpy()))
+    for gradient in gradients:
+        assert np.all(np.isfinite(gradient.numpy()))
 
 
 def test_kl_and_gradients_finite_at_clamp_extremes():
