@@ -153,9 +153,8 @@ class ANPVSModel(keras.Model):
         pruned = total - self.active_units()
         return 100.0 * tf.cast(pruned, tf.float32) / total
 
-    def _loss_terms(self, x, y):
+    def _loss_terms(self, x, y, x_adv=None):
         """Forward passes and every loss term, for one (local) batch."""
-        x_adv = self.craft(x, y, self.attack) if self.adversarial else None
         clean = self.network(x, training=True)
         terms = {"ce_loss": losses.cross_entropy(y, clean["logits"])}
         weight_loss = terms["ce_loss"]
@@ -189,8 +188,12 @@ class ANPVSModel(keras.Model):
         x, y = data[:2]
         # Gradients are summed over replicas: scale every term once.
         replicas = num_replicas()
+        # The attack runs before the tape: nothing differentiates through it.
+        x_adv = self.craft(x, y, self.attack) if self.adversarial else None
         with tf.GradientTape(persistent=bool(self.gates)) as tape:
-            weight_loss, gate_loss, terms, logits = self._loss_terms(x, y)
+            weight_loss, gate_loss, terms, logits = self._loss_terms(
+                x, y, x_adv
+            )
             weight_loss = weight_loss / replicas
             gate_loss = gate_loss / replicas
         weight_grads = tape.gradient(weight_loss, self.weight_variables)

@@ -137,9 +137,8 @@ def test_weight_loss_matches_its_definition(mnist_test_batch):
     """loss = (CE + 2 CE_adv) / 3 + beta KL / N + l2 ||W||^2/2 + lambda V."""
     images, labels = mnist_test_batch
     model = make_model("anp_vs")
-    _, _, terms, _ = model._loss_terms(
-        tf.constant(images), tf.constant(labels)
-    )
+    x, y = tf.constant(images), tf.constant(labels)
+    _, _, terms, _ = model._loss_terms(x, y, model.craft(x, y, ATTACK))
     l2 = sum(0.5 * np.sum(np.array(k) ** 2) for k in model.kernels)
     kl = sum(float(g.kl_divergence()) for g in model.gates)
     expected = (
