@@ -152,21 +152,18 @@ def replace(config, **overrides):
     return validate(ExperimentConfig(**sections))
 
 
+def _choice(value, choices, what):
+    return (value in choices,
+            f"unknown {what} '{value}'; choose one of {', '.join(choices)}")
+
+
 def validate(config):
     """Raises ConfigError naming the first invalid value and how to fix it."""
     checks = [
-        (config.train.method in METHODS,
-         f"unknown method '{config.train.method}'; choose one of "
-         f"{', '.join(METHODS)}"),
-        (config.data.dataset in DATASETS,
-         f"unknown dataset '{config.data.dataset}'; choose one of "
-         f"{', '.join(DATASETS)}"),
-        (config.data.source in DATA_SOURCES,
-         f"unknown data source '{config.data.source}'; choose one of "
-         f"{', '.join(DATA_SOURCES)}"),
-        (config.train.strategy in STRATEGIES,
-         f"unknown strategy '{config.train.strategy}'; choose one of "
-         f"{', '.join(STRATEGIES)}"),
+        _choice(config.train.method, METHODS, "method"),
+        _choice(config.data.dataset, DATASETS, "dataset"),
+        _choice(config.data.source, DATA_SOURCES, "data source"),
+        _choice(config.train.strategy, STRATEGIES, "strategy"),
         (config.train.epochs >= 1, "--epochs must be at least 1"),
         (config.train.batch_size >= 1, "--batch_size must be at least 1"),
         (config.train.base_epochs >= 1, "--base_epochs must be at least 1"),
