@@ -1,0 +1,263 @@
+"""compact_network: the pruned plain network computes the gated function."""
+
+import keras
+import numpy as np
+import pytest
+from keras import layers
+
+from anpvs_tf.layers import GatePlacer
+from anpvs_tf.layers import gates_of
+from anpvs_tf.layers import network_outputs
+from anpvs_tf.pruning import ConstantInputConv2D
+from anpvs_tf.pruning import KeepFeatures
+from anpvs_tf.pruning import compact_network
+from anpvs_tf.registry import build_network
+
+PRUNED_RAW = -10.0  # E[pi] = softplus(-10) / (1 + softplus(-10)) < 1e-3
+
+
+def prune_at_random(network, rng, fraction=0.4, pruned=None):
+    """Gives every gate random keep probabilities and prunes some units.
+
+    `pruned` maps a gate name to the exact units to prune; other gates
+    prune a random `fraction`. Returns {gate name: bool kept [units]}.
+    """
+    kept = {}
+    for gate in gates_of(network):
+        raw = rng.uniform(-1.0, 3.0, size=gate.units)
+        if pruned and gate.name in pruned:
+            drop = np.zeros(gate.units, dtype=bool)
+            drop[list(pruned[gate.name])] = True
+        else:
+            drop = rng.rand(gate.units) < fraction
+        raw[drop] = PRUNED_RAW
+        gate.concentration1_raw.assign(raw.astype("float32"))
+        gate.concentration0_raw.assign(
+            rng.uniform(0.0, 2.0, size=gate.units).astype("float32")
+        )
+        kept[gate.name] = ~drop
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(gate.active()), ~drop
+        )
+    return kept
+
+
+def gated_logits(network, images):
+    return keras.ops.convert_to_numpy(
+        network(images, training=False)["logits"]
+    )
+
+
+def amplify_logits(network, images, spread=10.0):
+    """Scales the classifier so logits spread over about `spread`.
+
+    An untrained gated network has logits of about 1e-3, against which a
+    1e-4 tolerance would prove little; trained networks have logits of
+    several units.
+    """
+    classifier = network.layers[-1]
+    logits = gated_logits(network, images)
+    factor = spread / np.ptp(logits, axis=0).max()
+    classifier.kernel.assign(classifier.kernel * factor)
+
+
+def assert_same_function(network, compact, images):
+    expected = gated_logits(network, images)
+    actual = keras.ops.convert_to_numpy(compact(images))
+    np.testing.assert_allclose(actual, expected, atol=1e-4, rtol=0)
+    # Not a vacuous match: the logits vary across images.
+    assert np.ptp(expected, axis=0).max() > 1.0
+
+
+def bn_network(gated=True, seed=0):
+    """conv + BN + dense, SAME padding and strides: the VGG pattern, small.
+
+    Gates sit before each batch-norm, on the flat features and on the
+    hidden units, so pruned units become non-zero constants.
+    """
+    gate = GatePlacer(gated, 1.0, seed=seed)
+    inputs = keras.Input(shape=(28, 28, 1), name="images")
+    x = layers.Conv2D(8, 3, padding="same", name="conv_a")(inputs)
+    x = gate(x, "conv_a_gate")
+    x = layers.BatchNormalization(name="bn_a")(x)
+    a = x = layers.ReLU(name="relu_a")(x)
+    x = layers.MaxPooling2D(2, name="pool_a")(x)
+    x = layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False,
+                      name="conv_b")(x)
+    x = gate(x, "conv_b_gate")
+    x = layers.BatchNormalization(name="bn_b")(x)
+    b = x = layers.ReLU(name="relu_b")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = gate(x, "flatten_gate")
+    x = layers.Dense(16, name="fc")(x)
+    x = gate(x, "fc_gate")
+    x = layers.BatchNormalization(name="bn_fc")(x)
+    x = layers.ReLU(name="relu_fc")(x)
+    x = layers.Dropout(0.3, name="dropout")(x)
+    hidden = x = gate(x, "hidden_gate")
+    logits = layers.Dense(5, name="classifier")(x)
+    return keras.Model(
+        inputs,
+        network_outputs(logits, {"a": a, "b": b, "hidden": hidden}),
+        name="bn_net_gated" if gated else "bn_net",
+    )
+
+
+def calibrate_batch_norms(network, images, rng):
+    """Moving statistics of the images (inference gates), random affine.
+
+    Channels that carry no signal (pruned ones) get random statistics, so
+    their constant beta - gamma * mean / sqrt(var + eps) is non-zero.
+    """
+    for layer in network.layers:
+        if not isinstance(layer, layers.BatchNormalization):
+            continue
+        inputs = keras.Model(network.inputs[0], layer.input)(images)
+        inputs = keras.ops.convert_to_numpy(inputs)
+        axes = tuple(range(inputs.ndim - 1))
+        mean, variance = inputs.mean(axis=axes), inputs.var(axis=axes)
+        silent = variance < 1e-8
+        width = mean.shape[0]
+        mean[silent] = rng.normal(0.0, 0.5, silent.sum())
+        variance[silent] = rng.uniform(0.5, 2.0, silent.sum())
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
+        layer.gamma.assign(rng.uniform(0.5, 2.0, width))
+        layer.beta.assign(rng.uniform(-0.5, 1.0, width))
+
+
+def bn_constant(layer):
+    """ReLU(BN(0)) per channel: the value a pruned channel carries."""
+    gamma, beta, mean, variance = (
+        keras.ops.convert_to_numpy(w) for w in layer.weights
+    )
+    return np.maximum(
+        beta - gamma * mean / np.sqrt(variance + layer.epsilon), 0.0
+    )
+
+
+def test_lenet_compact_matches_gated_on_real_and_random_images(
+    mnist_test_batch, random_batch
+):
+    network = build_network("lenet5_caffe", seed=0)
+    rng = np.random.RandomState(1)
+    # Every flat feature of conv2 channel 7 is pruned by the flatten gate,
+    # so conv2's channel 7 must go although its own gate keeps it.
+    channel_7 = np.arange(7, 800, 50)
+    kept = prune_at_random(
+        network, rng,
+        pruned={"conv2_gate": [3, 11], "flatten_gate": channel_7},
+    )
+    amplify_logits(network, mnist_test_batch[0])
+    compact = compact_network(network)
+
+    assert_same_function(network, compact, mnist_test_batch[0])
+    assert_same_function(network, compact, random_batch[0])
+
+    conv1 = kept["conv1_gate"].sum()
+    conv2_gate = kept["conv2_gate"]
+    features = kept["flatten_gate"] & np.tile(conv2_gate, 16)
+    conv2 = sum(
+        features.reshape(16, 50)[:, c].any() for c in range(50)
+    )
+    assert conv2 == conv2_gate.sum() - 1  # channel 7 is gone
+    hidden = kept["fc1_gate"].sum()
+    expected = (
+        25 * conv1 + conv1
+        + 25 * conv1 * conv2 + conv2
+        + features.sum() * hidden + hidden
+        + hidden * 10 + 10
+    )
+    assert compact.count_params() == expected
+    assert not any(
+        "gate" in layer.name for layer in compact.layers
+    )
+
+
+def test_bn_network_folds_non_zero_constants_exactly(
+    mnist_test_batch, random_batch
+):
+    network = bn_network()
+    rng = np.random.RandomState(2)
+    kept = prune_at_random(network, rng, fraction=0.5)
+    calibrate_batch_norms(network, mnist_test_batch[0], rng)
+    amplify_logits(network, mnist_test_batch[0])
+    by_name = {layer.name: layer for layer in network.layers}
+    # The case under test: pruned channels that still carry a constant.
+    assert bn_constant(by_name["bn_a"])[~kept["conv_a_gate"]].max() > 0.1
+    assert bn_constant(by_name["bn_b"])[~kept["conv_b_gate"]].max() > 0.1
+    amplify_logits(network, mnist_test_batch[0])
+    compact = compact_network(network)
+
+    assert_same_function(network, compact, mnist_test_batch[0])
+    assert_same_function(network, compact, random_batch[0])
+
+    # conv_b is SAME-padded: the constants need the border kernel.
+    assert isinstance(compact.get_layer("conv_b"), ConstantInputConv2D)
+    a = kept["conv_a_gate"].sum()
+    features = kept["flatten_gate"] & np.tile(kept["conv_b_gate"], 49)
+    b = sum(features.reshape(49, 6)[:, c].any() for c in range(6))
+    hidden = (kept["fc_gate"] & kept["hidden_gate"]).sum()
+    expected = (
+        9 * a + a + 4 * a          # conv_a + bn_a
+        + 9 * a * b + 9 * b        # conv_b (no bias) + border kernel
+        + 4 * b                    # bn_b
+        + features.sum() * hidden + hidden + 4 * hidden
+        + hidden * 5 + 5
+    )
+    assert compact.count_params() == expected
+
+
+def test_nothing_pruned_keeps_the_full_network(mnist_test_batch):
+    network = bn_network()
+    calibrate_batch_norms(
+        network, mnist_test_batch[0], np.random.RandomState(3)
+    )
+    amplify_logits(network, mnist_test_batch[0])
+    compact = compact_network(network)
+    assert_same_function(network, compact, mnist_test_batch[0])
+    plain = bn_network(gated=False)
+    assert compact.count_params() == plain.count_params()
+    assert not any(
+        isinstance(layer, (ConstantInputConv2D, KeepFeatures))
+        for layer in compact.layers
+    )
+
+
+def test_compact_model_round_trips_through_keras_file(
+    tmp_path, mnist_test_batch
+):
+    network = bn_network()
+    rng = np.random.RandomState(4)
+    prune_at_random(network, rng, fraction=0.5)
+    calibrate_batch_norms(network, mnist_test_batch[0], rng)
+    compact = compact_network(network)
+    path = tmp_path / "compact.keras"
+    compact.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(mnist_test_batch[0])),
+        keras.ops.convert_to_numpy(compact(mnist_test_batch[0])),
+        atol=1e-6,
+    )
+
+
+def test_fully_pruned_layer_is_refused():
+    network = build_network("lenet5_caffe", seed=0)
+    prune_at_random(
+        network, np.random.RandomState(5),
+        pruned={"conv1_gate": range(20)},
+    )
+    with pytest.raises(ValueError, match="Every input of layer 'conv2'"):
+        compact_network(network)
+
+
+def test_branching_network_is_refused():
+    inputs = keras.Input(shape=(8, 8, 1))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    y = layers.Add(name="residual")([x, layers.Conv2D(4, 1, name="skip")(
+        inputs)])
+    logits = layers.Dense(2)(layers.Flatten()(y))
+    network = keras.Model(inputs, network_outputs(logits, {}))
+    with pytest.raises(ValueError, match="sequential chains"):
+        compact_network(network)
