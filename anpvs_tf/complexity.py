@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from anpvs_tf.gates import BetaBernoulliGate
+from anpvs_tf.pruning import KeepFeatures
 
 # Layers that act on each element (or each channel) independently: they
 # neither change the last axis nor cost anything in the paper's counts, so
@@ -188,6 +189,9 @@ def _walk(network, masks):
             # c, i.e. the channel array repeated once per position. A copy:
             # a gate on the flat features must not reach back to the conv.
             alive = np.tile(alive, positions)
+        elif isinstance(layer, KeepFeatures):
+            # A compact network's gather of the surviving flat features.
+            alive = alive[layer.indices]
         elif isinstance(layer, _WINDOW_POOLING_LAYERS + _GLOBAL_POOLING_LAYERS):
             _check_channels_last(layer)
             records.append(_Record(layer, alive, alive))

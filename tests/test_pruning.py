@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from keras import layers
 
+from anpvs_tf.complexity import complexity_report
+from anpvs_tf.complexity import count_complexity
 from anpvs_tf.layers import GatePlacer
 from anpvs_tf.layers import gates_of
 from anpvs_tf.layers import network_outputs
@@ -172,6 +174,13 @@ def test_lenet_compact_matches_gated_on_real_and_random_images(
     assert not any(
         "gate" in layer.name for layer in compact.layers
     )
+    # The paper's counters agree on the compact network, which also drops
+    # the dead channel 7 that they still count in the gated one.
+    size = count_complexity(compact)
+    assert size.params == expected
+    gated = complexity_report(network)
+    assert gated["params"] == expected + 25 * conv1 + 1
+    assert size.flops < gated["flops"]
 
 
 def test_bn_network_folds_non_zero_constants_exactly(
