@@ -11,6 +11,7 @@ from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
 
 from absl import app
 from absl import flags
+from absl import logging
 
 FLAGS = flags.FLAGS
 
@@ -36,6 +37,7 @@ OVERRIDES = {
     "gate_lr": "train.gate_learning_rate",
     "seed": "train.seed",
     "strategy": "train.strategy",
+    "mixed_precision": "train.mixed_precision",
     "base_workdir": "train.base_workdir",
     "base_epochs": "train.base_epochs",
     "eval_pgd_steps": "eval.attack.num_steps",
@@ -82,7 +84,14 @@ def define_flags():
         "pruning) | anp (adversarial pruning) | anp_vs (ANP + vulnerability "
         "suppression). Default: the recipe's.")
     flags.DEFINE_integer("epochs", None, "Training epochs.")
-    flags.DEFINE_integer("batch_size", None, "Global batch size.")
+    flags.DEFINE_integer(
+        "batch_size", None,
+        "Global batch size: split evenly over all replicas (GPUs, workers), "
+        "so it must be a multiple of their number. Each step sees the same "
+        "examples as on one device and the learning rates are not rescaled: "
+        "a run gives the same result on any number of replicas. To use more "
+        "devices for a larger batch, raise --batch_size and choose "
+        "--weight_lr/--gate_lr yourself.")
     flags.DEFINE_float("epsilon", None,
                        "L-inf radius of the training attack, in [0, 1].")
     flags.DEFINE_integer("pgd_steps", None, "PGD steps of the training attack.")
@@ -112,9 +121,21 @@ def define_flags():
     flags.DEFINE_integer("seed", None, "Random seed (data order, init, "
                          "attacks, gate noise).")
     flags.DEFINE_enum(
-        "strategy", None, ["default", "mirrored", "auto"],
-        "default: one device; mirrored: MirroredStrategy over all local "
-        "devices; auto: mirrored when GPUs are present.")
+        "strategy", None, ["auto", "default", "mirrored", "multi_worker"],
+        "auto: MirroredStrategy over all local GPUs when there are any, "
+        "else one device; default: one device; mirrored: MirroredStrategy "
+        "over all local devices; multi_worker: MultiWorkerMirroredStrategy "
+        "over the machines listed in the TF_CONFIG environment variable "
+        "(start the same command on every worker, with the same --workdir "
+        "on a shared filesystem; only the chief writes it). The global "
+        "batch and the learning rates stay as given (see --batch_size). "
+        "Default: the recipe's (default).")
+    flags.DEFINE_enum(
+        "mixed_precision", None, ["none", "mixed_float16", "mixed_bfloat16"],
+        "Compute dtype of the convolutions and dense layers, for GPUs "
+        "(and CPUs with bfloat16 units): mixed_float16 (with dynamic loss "
+        "scaling) or mixed_bfloat16. The gates, KL, losses and weights stay "
+        "float32. Default: none (float32).")
     flags.DEFINE_string(
         "base_workdir", None,
         "Trained workdir whose network a gated method (bp, anp, anp_vs) "
@@ -157,6 +178,8 @@ def main(argv):
     if FLAGS.list_models:
         print("\n".join(list_experiments()))
         return
+    # TensorFlow logs every collective op at INFO under multi_worker.
+    logging.set_verbosity(logging.WARNING)
     config = resolve_config()
     workdir = FLAGS.workdir or f"runs/{FLAGS.model}"
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)

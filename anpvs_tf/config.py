@@ -10,7 +10,9 @@ from anpvs_tf.data import SOURCES as DATA_SOURCES
 METHODS = ("standard", "at", "bp", "anp", "anp_vs")
 GATED_METHODS = ("bp", "anp", "anp_vs")
 ADVERSARIAL_METHODS = ("at", "anp", "anp_vs")
-STRATEGIES = ("default", "mirrored", "auto")
+STRATEGIES = ("default", "mirrored", "auto", "multi_worker")
+# Keras dtype policies; "none" trains in float32.
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 
 class ConfigError(ValueError):
@@ -74,6 +76,9 @@ class TrainConfig:
     decay_fractions: tuple = (0.5, 0.7)
     seed: int = 0
     strategy: str = "default"
+    # Compute dtype of the network's layers; gates, KL and losses stay
+    # float32 whatever it is.
+    mixed_precision: str = "none"
     # Gated methods start from a trained base model: a workdir, or None to
     # train one first for base_epochs (method "standard").
     base_workdir: str | None = None
@@ -164,6 +169,8 @@ def validate(config):
         _choice(config.data.dataset, DATASETS, "dataset"),
         _choice(config.data.source, DATA_SOURCES, "data source"),
         _choice(config.train.strategy, STRATEGIES, "strategy"),
+        _choice(config.train.mixed_precision, MIXED_PRECISION,
+                "mixed precision policy"),
         (config.train.epochs >= 1, "--epochs must be at least 1"),
         (config.train.batch_size >= 1, "--batch_size must be at least 1"),
         (config.train.base_epochs >= 1, "--base_epochs must be at least 1"),

@@ -124,6 +124,9 @@ class BetaBernoulliGate(keras.layers.Layer):
         seed=None,
         **kwargs,
     ):
+        # float32 under any mixed-precision policy: the Kumaraswamy draws,
+        # their logits and the KL need float32's precision and range.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(

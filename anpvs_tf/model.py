@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from anpvs_tf import losses
+from anpvs_tf import precision
 from anpvs_tf.attacks import pgd_attack
 from anpvs_tf.config import ADVERSARIAL_METHODS
 from anpvs_tf.config import GATED_METHODS
@@ -11,6 +12,7 @@ from anpvs_tf.config import METHODS
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.layers import gates_of
 from anpvs_tf.replicas import num_replicas
+from anpvs_tf.replicas import reducible_logs
 
 _TRAIN_METRICS = (
     "loss",
@@ -114,7 +116,11 @@ class ANPVSModel(keras.Model):
         return list(self.trackers.values())
 
     def compile(self, optimizer="adam", gate_optimizer=None, **kwargs):
-        """Compiles with one optimizer for weights and one for gates."""
+        """Compiles with one optimizer for weights and one for gates.
+
+        Under mixed_float16 Keras wraps the weight optimizer in loss
+        scaling; the gate optimizer gets the same wrapper here.
+        """
         super().compile(optimizer=optimizer, **kwargs)
         self.optimizer.build(self.weight_variables)
         self.gate_optimizer = None
@@ -122,15 +128,38 @@ class ANPVSModel(keras.Model):
             self.gate_optimizer = keras.optimizers.get(
                 gate_optimizer or "adam"
             )
+            if precision.needs_loss_scaling(self):
+                self.gate_optimizer = precision.loss_scaled(
+                    self.gate_optimizer
+                )
             self.gate_optimizer.build(self.gate_variables)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras (3.15) all-reduces a real data batch across replicas here
+        # only to learn the input shapes, which fails under
+        # MultiWorkerMirroredStrategy (a tuple of PerReplica values); the
+        # network's own input gives the shapes without touching the data.
+        spec = (
+            self.network.inputs[0],
+            keras.KerasTensor((None,), dtype="int64"),
+        )
+        super()._maybe_symbolic_build(data_batch=spec)
+
+    def _forward(self, x, training):
+        """Network outputs in float32, whatever the layers' policy: the
+        losses and metrics are computed from them (precision.py)."""
+        outputs = self.network(x, training=training)
+        return tf.nest.map_structure(
+            lambda t: tf.cast(t, tf.float32), outputs
+        )
+
     def call(self, inputs, training=False):
-        return self.network(inputs, training=training)["logits"]
+        return self._forward(inputs, training)["logits"]
 
     def craft(self, x, y, attack):
         """Adversarial examples against the inference-mode network."""
         return pgd_attack(
-            lambda images: self.network(images, training=False)["logits"],
+            lambda images: self._forward(images, False)["logits"],
             x,
             y,
             epsilon=attack.epsilon,
@@ -155,13 +184,13 @@ class ANPVSModel(keras.Model):
 
     def _loss_terms(self, x, y, x_adv=None):
         """Forward passes and every loss term, for one (local) batch."""
-        clean = self.network(x, training=True)
+        clean = self._forward(x, training=True)
         terms = {"ce_loss": losses.cross_entropy(y, clean["logits"])}
         weight_loss = terms["ce_loss"]
         gate_loss = terms["ce_loss"]
         logits = {"clean_accuracy": clean["logits"]}
         if x_adv is not None:
-            adv = self.network(x_adv, training=True)
+            adv = self._forward(x_adv, training=True)
             logits["adv_accuracy"] = adv["logits"]
             terms["adv_ce_loss"] = losses.cross_entropy(y, adv["logits"])
             terms["vs_loss"] = losses.vulnerability(
@@ -196,6 +225,11 @@ class ANPVSModel(keras.Model):
             )
             weight_loss = weight_loss / replicas
             gate_loss = gate_loss / replicas
+            # Loss scaling (mixed_float16 only; identity otherwise):
+            # apply() unscales the gradients.
+            weight_loss = self.optimizer.scale_loss(weight_loss)
+            if self.gates:
+                gate_loss = self.gate_optimizer.scale_loss(gate_loss)
         weight_grads = tape.gradient(weight_loss, self.weight_variables)
         if self.gates:
             gate_grads = tape.gradient(gate_loss, self.gate_variables)
@@ -206,11 +240,11 @@ class ANPVSModel(keras.Model):
 
     def test_step(self, data):
         x, y = data[:2]
-        clean = self.network(x, training=False)
+        clean = self._forward(x, training=False)
         terms = {"ce_loss": losses.cross_entropy(y, clean["logits"])}
         logits = {"clean_accuracy": clean["logits"]}
         x_adv = self.craft(x, y, self.eval_attack)
-        adv = self.network(x_adv, training=False)
+        adv = self._forward(x_adv, training=False)
         logits["adv_accuracy"] = adv["logits"]
         terms["adv_ce_loss"] = losses.cross_entropy(y, adv["logits"])
         terms["vs_loss"] = losses.vulnerability(
@@ -232,7 +266,7 @@ class ANPVSModel(keras.Model):
         if self.gates:
             logs["sparsity"] = self.unit_sparsity()
             logs["active_units"] = self.active_units()
-        return logs
+        return reducible_logs(logs)
 
     def set_eval_attack(self, attack):
         """Changes the attack of `evaluate` (retraces the test function)."""

@@ -1,6 +1,9 @@
-"""Random draws that agree between one device and several replicas."""
+"""Per-replica helpers: random draws that agree between one device and
+several replicas, and step logs that Keras can reduce over workers."""
 
 import tensorflow as tf
+
+from anpvs_tf.distribution import is_multi_worker
 
 
 def sample_for_global_batch(sample_fn, local_batch_size):
@@ -24,3 +27,16 @@ def sample_for_global_batch(sample_fn, local_batch_size):
 def num_replicas():
     context = tf.distribute.get_replica_context()
     return 1 if context is None else context.num_replicas_in_sync
+
+
+def reducible_logs(logs):
+    """Logs of a step in a form Keras can reduce over workers.
+
+    Keras (3.15) reduces each log of a multi-worker step with
+    strategy.reduce("MEAN", value, axis=0), which rejects scalars; a
+    one-element vector reduces to the scalar mean over replicas. Single
+    process logs are returned as they are.
+    """
+    if not is_multi_worker(tf.distribute.get_strategy()):
+        return logs
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}

@@ -9,9 +9,13 @@ Workdir layout:
     results.json, results.md  the final evaluation on the test set
     base/                   the base model a gated method starts from, when
                             none was given
+
+Under multi-worker training every worker runs this same code on the same
+--workdir (a shared filesystem); only the chief writes into it, the others
+write into throw-away folders (distribution.WorkerPaths).
 """
 
-import functools
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -22,9 +26,16 @@ import tensorflow as tf
 
 from anpvs_tf import config as config_lib
 from anpvs_tf import data
+from anpvs_tf import precision
 from anpvs_tf.callbacks import EpochCheckpoint
 from anpvs_tf.config import GATED_METHODS
 from anpvs_tf.config import ConfigError
+from anpvs_tf.distribution import WorkerPaths
+from anpvs_tf.distribution import agree_across_workers
+from anpvs_tf.distribution import check_global_batch
+from anpvs_tf.distribution import distribute_batches
+from anpvs_tf.distribution import is_multi_worker
+from anpvs_tf.distribution import make_strategy
 from anpvs_tf.evaluation import evaluate_model
 from anpvs_tf.evaluation import format_results
 from anpvs_tf.model import ANPVSModel
@@ -56,23 +67,15 @@ def load_split(data_config, split):
     )
 
 
-@functools.cache
-def make_strategy(name):
-    """default: one device; mirrored: all local devices; auto: GPUs if any.
-
-    One object per name and process: a second MirroredStrategy instance in
-    the same process breaks TensorFlow's collectives (seen on CPU), and a
-    gated run trains its base model in the same process.
-    """
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "auto" and tf.config.list_logical_devices("GPU"):
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
 def build_model(config, input_shape, num_classes, num_train_examples):
-    """The (uncompiled) ANPVSModel of a config."""
+    """The (uncompiled) ANPVSModel of a config, in its precision policy."""
+    with precision.dtype_policy(config.train.mixed_precision):
+        return _build_model(
+            config, input_shape, num_classes, num_train_examples
+        )
+
+
+def _build_model(config, input_shape, num_classes, num_train_examples):
     method = config.train.method
     network = build_network(
         config.model.architecture,
@@ -124,24 +127,46 @@ def load_trained_model(workdir):
     return config, model
 
 
-def _prepare_workdir(config, workdir, overwrite):
-    """Creates the workdir, or checks that it holds the same run."""
+def _comparable(config_dict):
+    """A stored config as the current code reads it (keys added since get
+    their defaults), minus the strategy: results do not depend on the
+    number of replicas (tested), so a run may resume on other hardware."""
+    try:
+        config_dict = json.loads(config_lib.from_dict(config_dict).to_json())
+    except TypeError:  # keys this version does not know: compare as is
+        config_dict = dict(config_dict)
+    config_dict["train"] = {
+        k: v for k, v in config_dict.get("train", {}).items()
+        if k != "strategy"
+    }
+    return config_dict
+
+
+def _prepare_workdir(config, workdir, overwrite, chief=True):
+    """Creates the workdir, or checks that it holds the same run.
+
+    Only the chief creates, deletes or writes; the other workers check.
+    """
     path = workdir / CONFIG_FILE
     if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != json.loads(config.to_json()):
+        previous = _comparable(json.loads(path.read_text()))
+        if previous != _comparable(config.to_dict()):
             if not overwrite:
-                changed = _first_difference(previous, config.to_dict())
+                changed = _first_difference(
+                    previous, _comparable(config.to_dict())
+                )
                 raise ConfigError(
                     f"'{workdir}' holds a run with a different config "
                     f"({changed}); choose another --workdir, or pass "
                     "--overwrite to delete it"
                 )
+            if chief:
+                shutil.rmtree(workdir)
+        elif overwrite and chief:
             shutil.rmtree(workdir)
-        elif overwrite:
-            shutil.rmtree(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    path.write_text(config.to_json())
+    if chief:
+        workdir.mkdir(parents=True, exist_ok=True)
+        path.write_text(config.to_json())
 
 
 def _first_difference(old, new, prefix=""):
@@ -205,55 +230,116 @@ def _compiled_model(config, strategy, num_train_examples):
     return model
 
 
-def _checkpoint_manager(model, workdir):
-    """A checkpoint of everything a resumed run needs, and its manager."""
+def _checkpoint(model):
+    """A checkpoint of everything a resumed run needs."""
     # Keras 3 models are not traversed by tf.train.Checkpoint: list their
     # variables (weights, gate parameters and every SeedGenerator state, so
     # the attack and gate noise continue where they stopped).
-    checkpoint = tf.train.Checkpoint(
+    return tf.train.Checkpoint(
         model_variables=list(model.variables),
         weight_optimizer=model.optimizer,
         gate_optimizer=model.gate_optimizer or tf.train.Checkpoint(),
         epoch=tf.Variable(0, dtype=tf.int64, trainable=False),
         seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False),
     )
-    manager = tf.train.CheckpointManager(
-        checkpoint, workdir / "checkpoints", max_to_keep=2
-    )
-    return checkpoint, manager
+
+
+def restore_latest(checkpoint, directory, log):
+    """Restores the newest readable checkpoint; returns its path or None.
+
+    CheckpointManager moves the `checkpoint` index file (atomically) only
+    after a checkpoint's files are complete, so a kill during a save leaves
+    the previous one as the latest. Should the latest still be unreadable
+    (a filesystem that lost writes, a full disk), the one before it is used,
+    so no completed epoch but the last is lost.
+    """
+    state = tf.train.get_checkpoint_state(str(directory))
+    candidates = list(state.all_model_checkpoint_paths) if state else []
+    for path in reversed(candidates):
+        try:
+            checkpoint.restore(path).expect_partial()
+        except (tf.errors.OpError, ValueError) as error:
+            summary = str(error).strip().splitlines()[0][:200]
+            log(f"Checkpoint {path} is unreadable ({type(error).__name__}: "
+                f"{summary}); trying the one before it")
+            continue
+        return path
+    if candidates:
+        raise ConfigError(
+            f"no readable checkpoint in '{directory}' (all of "
+            f"{len(candidates)} are damaged); pass --overwrite to start over"
+        )
+    return None
+
+
+def _weights_digest(network):
+    """sha256 of the network's weights: equal on workers in sync."""
+    digest = hashlib.sha256()
+    for weight in network.weights:
+        digest.update(np.ascontiguousarray(weight.numpy()).tobytes())
+    return digest.hexdigest()[:16]
 
 
 def train(config, workdir, overwrite=False, log=print, verbose="auto"):
-    """Trains (or resumes) `config` in `workdir`; returns the results dict."""
-    workdir = Path(workdir)
+    """Trains (or resumes) `config` in `workdir`; returns the results dict.
+
+    Under multi-worker training the chief returns the results and the
+    other workers None.
+    """
+    # First: multi_worker configures TensorFlow's runtime, which has to
+    # happen before any op runs.
+    strategy = make_strategy(config.train.strategy)
+    check_global_batch(strategy, config.train.batch_size)
+    paths = WorkerPaths(strategy)
+    try:
+        return _train(config, Path(workdir), overwrite, log, verbose,
+                      strategy, paths)
+    finally:
+        paths.cleanup()
+
+
+def _train(config, workdir, overwrite, log, verbose, strategy, paths):
     # Data first: a run that fails on a bad --data_dir leaves no workdir
     # behind to conflict with the corrected command.
     train_images, train_labels = load_split(config.data, "train")
     test_images, test_labels = load_split(config.data, "test")
-    _prepare_workdir(config, workdir, overwrite)
+    _prepare_workdir(config, workdir, overwrite, paths.chief)
+    # Nobody reads the workdir before the chief has prepared it.
+    agree_across_workers(strategy, int(overwrite), "--overwrite")
     results_path = workdir / RESULTS_FILE
     if results_path.exists():
         log(f"{workdir} is already trained; results from {results_path}")
         return json.loads(results_path.read_text())
 
     train_config = config.train
-    resuming = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    checkpoint_dir = workdir / "checkpoints"
+    resuming = agree_across_workers(
+        strategy,
+        int(tf.train.latest_checkpoint(str(checkpoint_dir)) is not None),
+        "whether a checkpoint exists",
+    )
     base_dir = None
     if not resuming and train_config.method in GATED_METHODS:
         # Before this run's model exists: the base trains on its own.
         base_dir = _base_workdir(config, workdir, log, verbose)
-    strategy = make_strategy(train_config.strategy)
     keras.utils.set_random_seed(train_config.seed)
     model = _compiled_model(config, strategy, len(train_labels))
-    checkpoint, manager = _checkpoint_manager(model, workdir)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        log(f"Resuming from {manager.latest_checkpoint} (epoch "
+    checkpoint = _checkpoint(model)
+    restored = restore_latest(checkpoint, checkpoint_dir, log)
+    if restored:
+        log(f"Resuming from {restored} (epoch "
             f"{int(checkpoint.epoch.numpy())} of {train_config.epochs})")
     elif base_dir is not None:
         with strategy.scope():
             _copy_base_weights(config, base_dir, model.network, log)
-    initial_epoch = int(checkpoint.epoch.numpy())
+    initial_epoch = agree_across_workers(
+        strategy, int(checkpoint.epoch.numpy()), "the epoch to resume from"
+    )
+    # Every worker saves (a save may read variables from all of them);
+    # only the chief's checkpoints land in the workdir.
+    manager = tf.train.CheckpointManager(
+        checkpoint, paths(checkpoint_dir), max_to_keep=2
+    )
 
     train_ds, steps_per_epoch = data.train_dataset(
         train_images,
@@ -262,6 +348,7 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         seed=train_config.seed,
         initial_epoch=initial_epoch,
     )
+    train_ds = distribute_batches(strategy, train_ds, train_config.batch_size)
     monitor = config.data.monitor_examples
     monitor_ds = None
     if monitor:
@@ -271,11 +358,16 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         )
     callbacks = [
         EpochCheckpoint(manager, checkpoint.epoch, checkpoint.seconds),
-        keras.callbacks.CSVLogger(str(workdir / "history.csv"), append=True),
-        keras.callbacks.TensorBoard(str(workdir / "logs"), write_graph=False),
+        keras.callbacks.CSVLogger(
+            str(paths(workdir / "history.csv")), append=True
+        ),
+        keras.callbacks.TensorBoard(
+            str(paths(workdir / "logs")), write_graph=False
+        ),
     ]
     log(f"Training {train_config.method} for {train_config.epochs} epochs "
-        f"({steps_per_epoch} steps of {train_config.batch_size}) in {workdir}")
+        f"({steps_per_epoch} steps of {train_config.batch_size} over "
+        f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
     if initial_epoch < train_config.epochs:
         model.fit(
             train_ds,
@@ -286,7 +378,20 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
             callbacks=callbacks,
             verbose=verbose,
         )
-    model.network.save_weights(workdir / NETWORK_FILE)
+    if paths.chief:
+        model.network.save_weights(workdir / NETWORK_FILE)
+    if is_multi_worker(strategy):
+        log(f"Trained weights digest {_weights_digest(model.network)} "
+            "(the same on every worker)")
+        # The weights file exists before any worker goes on (a gated run's
+        # workers all read their base's).
+        agree_across_workers(strategy, 1, "the end of training")
+        if not paths.chief:
+            log("Done; the chief evaluates and writes the results")
+            return None
+        # Evaluated by the chief alone, on one device: exactly what
+        # evaluate.py reports for this workdir.
+        _, model = load_trained_model(workdir)
 
     log(f"Evaluating on {len(test_labels)} test examples "
         f"(PGD-{config.eval.attack.num_steps}, eps "
@@ -296,7 +401,7 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
         method=train_config.method,
         architecture=config.model.architecture,
         dataset=config.data.dataset,
-        train_examples=int(len(train_labels)),
+        train_examples=len(train_labels),
         epochs=train_config.epochs,
         # Whole training time, across interruptions; per-epoch scoring of
         # the monitor slice included.

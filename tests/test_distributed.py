@@ -1,0 +1,250 @@
+"""Replicas and workers: same training as one device, clear errors."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anpvs_tf import config as config_lib
+from anpvs_tf import data
+from anpvs_tf import training
+from anpvs_tf.config import ConfigError
+from anpvs_tf.distribution import distribute_batches
+from anpvs_tf.distribution import read_tf_config
+from anpvs_tf.registry import get_experiment
+from anpvs_tf.training import load_trained_model
+from anpvs_tf.training import train
+from tests.processes import tf_configs
+from tests.processes import train_processes
+from tests.processes import wait_all
+from tests.processes import wait_for_checkpoint
+from tests.test_scripts import assert_one_line_error
+from tests.test_scripts import run_script
+
+# One tiny run, as train.py flags and as the config they resolve to.
+RUN_FLAGS = {
+    "train_examples": 128, "test_examples": 32, "monitor_examples": 32,
+    "batch_size": 32, "pgd_steps": 2, "eval_pgd_steps": 1,
+    "eval_batch_size": 32, "base_epochs": 1,
+}
+RUN_KEYS = {
+    "train_examples": "data.train_examples",
+    "test_examples": "data.test_examples",
+    "monitor_examples": "data.monitor_examples",
+    "batch_size": "train.batch_size", "pgd_steps": "attack.num_steps",
+    "eval_pgd_steps": "eval.attack.num_steps",
+    "eval_batch_size": "eval.batch_size", "base_epochs": "train.base_epochs",
+    "epochs": "train.epochs",
+}
+WORKER_0 = {"type": "worker", "index": 0}
+TIMEOUT = 240  # seconds for a whole multi-worker run, on a busy CPU
+
+
+def run_flags(model, epochs):
+    flags = {**RUN_FLAGS, "epochs": epochs}
+    return [f"--model={model}", "--verbose=0",
+            *(f"--{k}={v}" for k, v in flags.items())]
+
+
+def run_config(model, epochs, **overrides):
+    flags = {**RUN_FLAGS, "epochs": epochs}
+    keys = {RUN_KEYS[k]: v for k, v in flags.items()}
+    return config_lib.replace(get_experiment(model), **{**keys, **overrides})
+
+
+def network_weights(workdir):
+    _, model = load_trained_model(workdir)
+    return [w.numpy() for w in model.network.weights]
+
+
+def assert_same_weights(a, b, atol=1e-5):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=atol)
+
+
+@pytest.fixture
+def mirrored_strategy(monkeypatch, two_cpu_strategy):
+    """train()'s "mirrored" is the session's 2-CPU strategy: a second
+    MirroredStrategy in the process would break the CPU collectives."""
+    real = training.make_strategy
+
+    def make_strategy(name):
+        return two_cpu_strategy if name == "mirrored" else real(name)
+
+    monkeypatch.setattr(training, "make_strategy", make_strategy)
+    return two_cpu_strategy
+
+
+def test_each_replica_gets_its_rows_of_the_global_batch(mirrored_strategy):
+    """Replica r sees rows [r*b, (r+1)*b) of each global batch, the split
+    the per-example noise (replicas.sample_for_global_batch) assumes."""
+    images = np.arange(96, dtype=np.float32).reshape(96, 1, 1, 1)
+    labels = np.arange(96, dtype=np.int64)
+    stream, _ = data.train_dataset(images, labels, 32, seed=3)
+    expected = [batch[1].numpy() for batch in stream.take(3)]
+    distributed = distribute_batches(mirrored_strategy, stream, 32)
+    for global_labels, (_, per_replica) in zip(expected, distributed):
+        local = mirrored_strategy.experimental_local_results(per_replica)
+        np.testing.assert_array_equal(local[0].numpy(), global_labels[:16])
+        np.testing.assert_array_equal(local[1].numpy(), global_labels[16:])
+
+
+def test_mirrored_training_equals_single_device(tmp_path, mirrored_strategy):
+    """Two epochs of ANP-VS (and its base) through train(): MirroredStrategy
+    over 2 CPUs gives the weights, per-epoch metrics and test results of one
+    device on the same global batch, with the same learning rates."""
+    single = train(run_config("lenet5_caffe_mnist_anp_vs", 2),
+                   tmp_path / "single", verbose=0)
+    mirrored = train(
+        run_config("lenet5_caffe_mnist_anp_vs", 2,
+                   **{"train.strategy": "mirrored"}),
+        tmp_path / "mirrored", verbose=0,
+    )
+    assert_same_weights(network_weights(tmp_path / "single"),
+                        network_weights(tmp_path / "mirrored"))
+    history = [np.genfromtxt(tmp_path / run / "history.csv", delimiter=",",
+                             names=True) for run in ("single", "mirrored")]
+    for name in ("loss", "ce_loss", "adv_ce_loss", "vs_loss", "kl_loss"):
+        np.testing.assert_allclose(history[0][name], history[1][name],
+                                   rtol=1e-4)
+    for key in ("clean_acc", "pgd_acc", "active_units"):
+        assert single[key] == mirrored[key]
+
+
+def test_global_batch_must_split_evenly(tmp_path, mirrored_strategy):
+    config = run_config("lenet5_caffe_mnist_at", 1,
+                        **{"train.strategy": "mirrored",
+                           "train.batch_size": 33})
+    with pytest.raises(ConfigError, match="multiple of 2"):
+        train(config, tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_resuming_under_another_strategy_is_allowed(tmp_path,
+                                                    mirrored_strategy):
+    """Results do not depend on the replica count, so the strategy is not
+    part of the config a resumed run must match."""
+    config = run_config("lenet5_caffe_mnist_at", 1)
+    train(config, tmp_path / "run", verbose=0)
+    logs = []
+    train(config_lib.replace(config, **{"train.strategy": "mirrored"}),
+          tmp_path / "run", verbose=0, log=logs.append)
+    assert "already trained" in logs[0]
+
+
+@pytest.mark.parametrize(
+    "tf_config, phrase",
+    [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{not json", "not valid JSON"),
+        ({"task": WORKER_0}, "no cluster.worker"),
+        ({"cluster": {"worker": ["localhost"]}, "task": WORKER_0},
+         "'host:port'"),
+        ({"cluster": {"worker": ["a:1"], "ps": ["b:2"]}, "task": WORKER_0},
+         "'ps' job"),
+        ({"cluster": {"worker": ["a:1", "b:2"]},
+          "task": {"type": "evaluator", "index": 0}}, "task.type"),
+        ({"cluster": {"worker": ["a:1", "b:2"]},
+          "task": {"type": "worker", "index": 2}},
+         "task.index must be 0 to 1"),
+    ],
+)
+def test_bad_tf_config_names_the_fix(tf_config, phrase):
+    if isinstance(tf_config, dict):
+        tf_config = json.dumps(tf_config)
+    with pytest.raises(ConfigError, match=phrase):
+        read_tf_config(tf_config)
+
+
+def test_train_py_reports_a_bad_tf_config_in_one_line(tmp_path,
+                                                      monkeypatch):
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {}}')
+    result = run_script("train.py", f"--workdir={tmp_path / 'run'}",
+                        "--strategy=multi_worker")
+    assert_one_line_error(result, "TF_CONFIG", "cluster.worker")
+    assert result.returncode == 2
+    assert not (tmp_path / "run").exists()
+
+
+def worker_runs(workdir, flags, tmp_path, cluster, attempt=0):
+    """The same command for each worker of `cluster` (its TF_CONFIGs)."""
+    return [
+        ([f"--workdir={workdir}", "--strategy=multi_worker", *flags],
+         tmp_path / f"worker{index}-{attempt}.log", {"TF_CONFIG": tf_config})
+        for index, tf_config in enumerate(cluster)
+    ]
+
+
+def digests(processes):
+    found = []
+    for process in processes:
+        lines = [line for line in process.output.splitlines()
+                 if line.startswith("Trained weights digest")]
+        assert lines, process.output[-3000:]
+        found.append(lines[-1].split()[3])
+    return found
+
+
+def worker_scratch_dirs():
+    return sorted(Path(tempfile.gettempdir()).glob("anpvs-worker*"))
+
+
+def test_two_workers_train_the_same_weights(tmp_path):
+    """Two train.py processes on localhost with MultiWorkerMirroredStrategy:
+    a gated run (its base first) ends with the same weights on both workers
+    and equal to one device on the same global batch; only the chief writes
+    the workdir."""
+    workdir = tmp_path / "run"
+    flags = run_flags("lenet5_caffe_mnist_anp_vs", 1)
+    scratch_before = worker_scratch_dirs()
+    with train_processes(worker_runs(workdir, flags, tmp_path, tf_configs(2)),
+                         TIMEOUT) as (processes, deadline):
+        codes = wait_all(processes, deadline)
+    assert codes == [0, 0], "\n---\n".join(p.output[-3000:]
+                                           for p in processes)
+    chief_digest, worker_digest = digests(processes)
+    assert chief_digest == worker_digest
+    assert "the chief evaluates" in processes[1].output
+    assert worker_scratch_dirs() == scratch_before  # scratch removed
+
+    config = run_config("lenet5_caffe_mnist_anp_vs", 1)
+    stored = json.loads((workdir / "config.json").read_text())
+    assert stored["train"]["strategy"] == "multi_worker"
+    single = train(config, tmp_path / "single", verbose=0)
+    assert_same_weights(network_weights(tmp_path / "single"),
+                        network_weights(workdir))
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["clean_acc"] == single["clean_acc"]
+
+
+def test_killed_worker_restarted_with_the_same_command_resumes(tmp_path):
+    """Worker 1 is killed after epoch 1 of 3 (the chief then fails or is
+    stopped, as a cluster manager would); both restarted with the same
+    commands resume from the chief's checkpoint and end with the weights of
+    an uninterrupted single-device run."""
+    workdir = tmp_path / "run"
+    flags = run_flags("lenet5_caffe_mnist_at", 3)
+    cluster = tf_configs(2)
+    with train_processes(worker_runs(workdir, flags, tmp_path, cluster),
+                         TIMEOUT) as (processes, deadline):
+        wait_for_checkpoint(workdir, processes, deadline)
+        processes[1].kill()
+    # Leaving the block killed the chief too, if it had not failed already.
+    assert not (workdir / "results.json").exists()
+    with train_processes(
+        worker_runs(workdir, flags, tmp_path, cluster, attempt=1), TIMEOUT
+    ) as (processes, deadline):
+        codes = wait_all(processes, deadline)
+    assert codes == [0, 0], "\n---\n".join(p.output[-3000:]
+                                           for p in processes)
+    for process in processes:
+        assert "Resuming from" in process.output
+    assert len(set(digests(processes))) == 1
+
+    train(run_config("lenet5_caffe_mnist_at", 3), tmp_path / "single",
+          verbose=0)
+    assert_same_weights(network_weights(tmp_path / "single"),
+                        network_weights(workdir))
