@@ -1,0 +1,229 @@
+"""Serving speed of the compact export vs the gated and the plain LeNet.
+
+Three SavedModels with the same `serving_default` signature, timed in one
+process on real MNIST test images, in interleaved rounds after a warm-up:
+- plain:   the unpruned, ungated LeNet-5-Caffe (the AT model of
+           bench/mnist_budget.py: same architecture, no gates);
+- gated:   the trained ANP-VS network in inference mode (gates multiply
+           every unit by its thresholded E[pi]);
+- compact: that network after `compact_network` (pruned units removed).
+
+For each batch size (1 and 256): median latency per call, examples per
+second, parameters, FLOPs (SPEC's counting) and SavedModel bytes. The
+compact model's speed-up over the plain one is compared with its FLOPs
+reduction (issue 3: at least 0.6x of it at batch 256).
+
+    python bench/inference.py            # needs bench/mnist_budget.py runs
+
+Writes bench/results/inference.json and inference.md.
+"""
+
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+flags.DEFINE_string("runs", "bench/runs/mnist_budget",
+                    "Folder of bench/mnist_budget.py workdirs.")
+flags.DEFINE_string("model", "anp_vs",
+                    "The ANP-VS run (workdir name under --runs).")
+flags.DEFINE_list("supplementary", ["anp_vs_beta4x"],
+                  "More ANP-VS runs measured the same way, if present.")
+flags.DEFINE_string("plain", "at",
+                    "The ungated run used as the plain unpruned LeNet.")
+flags.DEFINE_list("batch_sizes", ["1", "256"], "Batch sizes to time.")
+flags.DEFINE_integer("rounds", 7, "Interleaved timing rounds.")
+flags.DEFINE_float("round_seconds", 1.0,
+                   "Approximate time per model per round.")
+flags.DEFINE_string("output", "bench/results/inference",
+                    "Output path without extension (.json and .md).")
+FLAGS = flags.FLAGS
+
+
+def _serving_models(workdir, plain_workdir, scratch):
+    """{"plain"|"gated"|"compact": (serving fn, params, flops, bytes)}."""
+    import keras
+    import tensorflow as tf
+
+    from anpvs_tf import serving
+    from anpvs_tf.complexity import count_complexity
+    from anpvs_tf.pruning import compact_network
+    from anpvs_tf.training import load_trained_model
+
+    _, gated_model = load_trained_model(workdir)
+    _, plain_model = load_trained_model(plain_workdir)
+    network = gated_model.network
+    models = {
+        "plain": plain_model.network,
+        "gated": network,
+        "compact": compact_network(network),
+    }
+    served = {}
+    for name, model in models.items():
+        if isinstance(model.output, dict):
+            # The zoo networks also return features: serve logits only.
+            model = keras.Model(model.inputs[0], model.output["logits"])
+        path = Path(scratch) / name
+        serving.write_saved_model(model, path)
+        fn = tf.saved_model.load(str(path)).signatures[serving.SIGNATURE]
+        # The gated network computes every unit: count its FLOPs in full.
+        size = count_complexity(
+            models[name], active="all" if name == "gated" else None
+        )
+        served[name] = {
+            "serve": fn,
+            "params": int(models[name].count_params()),
+            "flops": size.flops,
+            "savedmodel_bytes": serving.directory_bytes(path),
+        }
+    return served
+
+
+def _time_calls(serve, images, seconds):
+    """Latencies (s) of back-to-back calls for about `seconds`."""
+    import tensorflow as tf
+
+    batch = tf.constant(images)
+    latencies = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(latencies) < 3:
+        start = time.perf_counter()
+        serve(images=batch)["logits"].numpy()
+        latencies.append(time.perf_counter() - start)
+    return latencies
+
+
+def measure(served, images, batch_size, rounds, round_seconds):
+    batch = images[:batch_size]
+    for entry in served.values():
+        _time_calls(entry["serve"], batch, 0.3)  # warm-up
+    latencies = {name: [] for name in served}
+    for _ in range(rounds):
+        for name, entry in served.items():
+            # One median per round, so a slow round weighs like any other.
+            latencies[name].append(statistics.median(
+                _time_calls(entry["serve"], batch, round_seconds)))
+    results = {}
+    for name, entry in served.items():
+        median = statistics.median(latencies[name])
+        results[name] = {
+            "examples_per_sec": batch_size / median,
+            "median_latency_ms": 1000 * median,
+            "round_medians_ms": [1000 * t for t in latencies[name]],
+            "params": entry["params"],
+            "flops": entry["flops"],
+            "savedmodel_bytes": entry["savedmodel_bytes"],
+        }
+    return results
+
+
+def ratios(results):
+    plain, compact = results["plain"], results["compact"]
+    flops_reduction = plain["flops"] / compact["flops"]
+    speedup = compact["examples_per_sec"] / plain["examples_per_sec"]
+    return {
+        "flops_reduction": flops_reduction,
+        "speedup_over_plain": speedup,
+        "speedup_over_gated": (
+            compact["examples_per_sec"]
+            / results["gated"]["examples_per_sec"]),
+        "speedup_share_of_flops_reduction": speedup / flops_reduction,
+        "params_ratio": compact["params"] / plain["params"],
+        "savedmodel_bytes_ratio": (
+            compact["savedmodel_bytes"] / plain["savedmodel_bytes"]),
+    }
+
+
+def bench_model(workdir, plain_workdir, images):
+    with tempfile.TemporaryDirectory() as scratch:
+        served = _serving_models(workdir, plain_workdir, scratch)
+        report = {}
+        for batch_size in map(int, FLAGS.batch_sizes):
+            results = measure(served, images, batch_size, FLAGS.rounds,
+                              FLAGS.round_seconds)
+            report[f"batch_{batch_size}"] = {
+                **results, "ratios": ratios(results)}
+    return report
+
+
+def markdown(report):
+    lines = []
+    for title, runs in [("", report)] + [
+        (f" (supplementary: {name})", runs)
+        for name, runs in report.get("supplementary", {}).items()
+    ]:
+        for key, results in runs.items():
+            if not key.startswith("batch_"):
+                continue
+            r = results["ratios"]
+            lines += [
+                f"### {key.replace('_', ' ')}{title}",
+                "",
+                "| model | examples/s | median latency ms | params | "
+                "FLOPs | SavedModel bytes |",
+                "|---|---|---|---|---|---|",
+            ]
+            for name in ("plain", "gated", "compact"):
+                m = results[name]
+                lines.append(
+                    f"| {name} | {m['examples_per_sec']:,.0f} | "
+                    f"{m['median_latency_ms']:.3f} | {m['params']:,} | "
+                    f"{m['flops']:,} | {m['savedmodel_bytes']:,} |")
+            lines += [
+                "",
+                f"compact vs plain: FLOPs {r['flops_reduction']:.2f}x "
+                f"fewer, {r['speedup_over_plain']:.2f}x faster "
+                f"({r['speedup_share_of_flops_reduction']:.2f} of the FLOPs "
+                f"reduction); params x{r['params_ratio']:.3f}, SavedModel "
+                f"x{r['savedmodel_bytes_ratio']:.3f}. Compact vs gated: "
+                f"{r['speedup_over_gated']:.2f}x faster.",
+                "",
+            ]
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    import os
+
+    import tensorflow as tf
+
+    from anpvs_tf import data
+
+    runs = Path(FLAGS.runs)
+    images, _ = data.load_arrays("mnist", "test", "embedded")
+    report = bench_model(runs / FLAGS.model, runs / FLAGS.plain, images)
+    report["model"] = str(runs / FLAGS.model)
+    report["plain_model"] = str(runs / FLAGS.plain)
+    report["supplementary"] = {
+        name: bench_model(runs / name, runs / FLAGS.plain, images)
+        for name in FLAGS.supplementary
+        if (runs / name / "results.json").exists()
+    }
+    report["setup"] = {
+        "cpu_cores": len(os.sched_getaffinity(0)),
+        "tensorflow": tf.__version__,
+        "rounds": FLAGS.rounds,
+        "round_seconds": FLAGS.round_seconds,
+        "images": "embedded MNIST test set (real images)",
+        "command": "python bench/inference.py " + " ".join(sys.argv[1:]),
+    }
+    output = Path(FLAGS.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    output.with_suffix(".md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    app.run(cli.run_main(main))
