@@ -258,7 +258,8 @@ def restore_latest(checkpoint, directory, log):
     for path in reversed(candidates):
         try:
             checkpoint.restore(path).expect_partial()
-        except (tf.errors.OpError, ValueError) as error:
+        # What TensorFlow raises for truncated or corrupt files.
+        except (tf.errors.OpError, ValueError, IndexError) as error:
             summary = str(error).strip().splitlines()[0][:200]
             log(f"Checkpoint {path} is unreadable ({type(error).__name__}: "
                 f"{summary}); trying the one before it")
