@@ -15,6 +15,14 @@ the rounds that did not stall (idle <= --stall_idle_fraction) as
 beside it. Also reports ANP-VS's achieved share of the CPU's FP32
 peak: model FLOPs per training example x examples/s / peak FLOP/s.
 
+Configurations (--sections): `default` (one CPU device; the top-level `at`
+and `anp_vs` keys), `mirrored_2cpu` (MirroredStrategy over 2 logical CPU
+devices of the same cores, fed as train.py feeds it: each replica gets its
+half of the global batch of 64) and `gpu` (one GPU, float32 and both mixed
+precision policies; run only when TensorFlow sees a GPU, and its model is
+recorded). The CPU is split into two logical devices for the whole run;
+the default configuration uses one of them (they share the same threads).
+
 Model FLOPs per training example, with F the forward FLOPs of the network
 (SPEC's counting): each PGD step is a forward and a backward pass to the
 input (2F); the update runs the clean and the adversarial pass forward and
@@ -27,6 +35,7 @@ is not credited.
 Writes bench/results/throughput.json and throughput.md.
 """
 
+import functools
 import json
 import re
 import statistics
@@ -53,9 +62,14 @@ flags.DEFINE_integer("pgd_steps", 20, "PGD steps of the training attack.")
 flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_string("output", "bench/results/throughput",
                     "Output path without extension (.json and .md).")
+flags.DEFINE_list(
+    "sections", ["default", "mirrored_2cpu", "gpu"],
+    "Configurations to time: default (one CPU device), mirrored_2cpu "
+    "(MirroredStrategy over 2 logical CPUs), gpu (skipped without a GPU).")
 FLAGS = flags.FLAGS
 
 METHODS = ("at", "anp_vs")
+PRECISIONS = ("none", "mixed_float16", "mixed_bfloat16")
 
 
 def cpu_peak():
@@ -93,7 +107,7 @@ def cpu_ticks():
     return fields[3] + fields[4], sum(fields)
 
 
-def make_model(method, seed):
+def make_model(method, seed, mixed_precision="none"):
     import keras
 
     from anpvs_tf import config as config_lib
@@ -103,7 +117,8 @@ def make_model(method, seed):
     keras.utils.set_random_seed(seed)
     config = config_lib.replace(
         get_experiment(f"lenet5_caffe_mnist_{method}"),
-        **{"attack.num_steps": FLAGS.pgd_steps, "train.seed": seed},
+        **{"attack.num_steps": FLAGS.pgd_steps, "train.seed": seed,
+           "train.mixed_precision": mixed_precision},
     )
     model = build_model(config, (28, 28, 1), 10, 5000)
     model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-2),
@@ -111,25 +126,31 @@ def make_model(method, seed):
     return model
 
 
-def main(argv):
-    del argv
-    import keras
+def split_cpu_in_two():
+    """Two logical CPU devices, set before TensorFlow starts its runtime."""
+    import tensorflow as tf
 
-    import models  # noqa: F401
-    from anpvs_tf import data
-    from anpvs_tf.complexity import count_complexity
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration()] * 2
+    )
 
-    keras.utils.set_random_seed(0)
-    images, labels = data.load_arrays("mnist", "train", "embedded")
-    dataset, _ = data.train_dataset(images, labels, FLAGS.batch_size, seed=0)
-    trainers = [(m, seed, make_model(m, seed))
-                for seed in range(FLAGS.seeds) for m in METHODS]
-    for _, _, model in trainers:  # warm-up: trace and first steps
+
+def time_methods(make, dataset, place):
+    """Interleaved timed rounds of every method; the report per method.
+
+    make(method, seed) builds a compiled model; `place` is the context
+    (device or strategy scope) the models are built in.
+    """
+    with place():
+        trainers = [(m, make(m, seed))
+                    for seed in range(FLAGS.seeds) for m in METHODS]
+    for _, model in trainers:  # warm-up: trace and first steps
         model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0)
 
     rounds = {m: [] for m in METHODS}
     for _ in range(FLAGS.rounds):
-        for method, _, model in trainers:
+        for method, model in trainers:
             before = cpu_ticks()
             start = time.perf_counter()
             model.fit(dataset, epochs=1, steps_per_epoch=FLAGS.steps,
@@ -140,21 +161,102 @@ def main(argv):
                 "examples_per_sec": FLAGS.steps * FLAGS.batch_size / seconds,
                 "cpu_idle_fraction": idle / max(total, 1),
             })
-
-    forward = count_complexity(trainers[0][2].network, active="all").flops
-    flops_per_example = (2 * FLAGS.pgd_steps + 6) * forward
-    peak = cpu_peak()
     report = {}
     for method, values in rounds.items():
         steady = [r["examples_per_sec"] for r in values
                   if r["cpu_idle_fraction"] <= FLAGS.stall_idle_fraction]
         report[method] = {
-            "examples_per_sec": statistics.median(steady),
+            # Every round stalled: fall back to all of them.
+            "examples_per_sec": statistics.median(
+                steady or [r["examples_per_sec"] for r in values]),
             "examples_per_sec_all_rounds": statistics.median(
                 r["examples_per_sec"] for r in values),
             "stalled_rounds": len(values) - len(steady),
             "rounds": values,
         }
+    return report, trainers[0][1]
+
+
+def configurations(report):
+    """(name, {method: timing}) of every configuration in the report."""
+    yield "default (1 CPU device)", report
+    if "mirrored_2cpu" in report:
+        yield "mirrored, 2 logical CPUs", report["mirrored_2cpu"]
+    for precision in PRECISIONS:
+        if precision in report.get("gpu", {}):
+            yield f"{report['gpu']['device']}, {precision}", (
+                report["gpu"][precision])
+
+
+def table_rows(report):
+    return [
+        f"| {name} | {m} | {timing[m]['examples_per_sec']:.1f} | "
+        f"{timing[m]['examples_per_sec_all_rounds']:.1f} | "
+        f"{timing[m]['stalled_rounds']} of {len(timing[m]['rounds'])} |"
+        for name, timing in configurations(report)
+        for m in METHODS
+    ]
+
+
+def gpu_name():
+    import tensorflow as tf
+
+    gpu = tf.config.list_physical_devices("GPU")[0]
+    details = tf.config.experimental.get_device_details(gpu)
+    return details.get("device_name", gpu.name)
+
+
+def main(argv):
+    del argv
+    split_cpu_in_two()
+    import contextlib
+
+    import keras
+    import tensorflow as tf
+
+    import models  # noqa: F401
+    from anpvs_tf import data
+    from anpvs_tf.complexity import count_complexity
+    from anpvs_tf.distribution import distribute_batches
+
+    keras.utils.set_random_seed(0)
+    images, labels = data.load_arrays("mnist", "train", "embedded")
+    dataset, _ = data.train_dataset(images, labels, FLAGS.batch_size, seed=0)
+    on_cpu = functools.partial(tf.device, "/CPU:0")
+    report, network = {}, None
+    if "default" in FLAGS.sections:
+        default, model = time_methods(make_model, dataset, on_cpu)
+        report.update(default)
+        network = model.network
+    if "mirrored_2cpu" in FLAGS.sections:
+        strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+        report["mirrored_2cpu"], model = time_methods(
+            make_model,
+            distribute_batches(strategy, dataset, FLAGS.batch_size),
+            strategy.scope,
+        )
+        report["mirrored_2cpu"]["replicas"] = strategy.num_replicas_in_sync
+        network = network or model.network
+    if "gpu" in FLAGS.sections and tf.config.list_physical_devices("GPU"):
+        report["gpu"] = {"device": gpu_name()}
+        for precision in PRECISIONS:
+            report["gpu"][precision], model = time_methods(
+                functools.partial(make_model, mixed_precision=precision),
+                dataset, contextlib.nullcontext,
+            )
+        network = network or model.network
+    if network is None:
+        raise app.UsageError("nothing was timed; check --sections")
+
+    forward = count_complexity(network, active="all").flops
+    flops_per_example = (2 * FLAGS.pgd_steps + 6) * forward
+    peak = cpu_peak()
+    output = Path(FLAGS.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if "default" not in FLAGS.sections:
+        output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2))
+        return
     anp_vs = report["anp_vs"]["examples_per_sec"]
     at = report["at"]["examples_per_sec"]
     report.update(
@@ -168,8 +270,6 @@ def main(argv):
             flops_per_example * anp_vs / (peak["peak_gflops"] * 1e9)
         ),
     )
-    output = Path(FLAGS.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(report, indent=2))
     table = "\n".join([
         f"LeNet-5-Caffe, PGD-{FLAGS.pgd_steps}, batch {FLAGS.batch_size}: "
@@ -178,15 +278,10 @@ def main(argv):
         f"stalled when the CPU idles > {FLAGS.stall_idle_fraction:.0%} of "
         "it).",
         "",
-        "| method | examples/s (rounds without stall) | examples/s (all "
-        "rounds) | stalled rounds |",
-        "|---|---|---|---|",
-        *[
-            f"| {m} | {report[m]['examples_per_sec']:.1f} | "
-            f"{report[m]['examples_per_sec_all_rounds']:.1f} | "
-            f"{report[m]['stalled_rounds']} of {len(rounds[m])} |"
-            for m in METHODS
-        ],
+        "| configuration | method | examples/s (rounds without stall) | "
+        "examples/s (all rounds) | stalled rounds |",
+        "|---|---|---|---|---|",
+        *table_rows(report),
         "",
         f"ANP-VS cost per example: {at / anp_vs:.3f}x AT.",
         f"Peak: {peak['cores']} cores x {peak['clock_ghz']:.2f} GHz x "
