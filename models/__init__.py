@@ -4,3 +4,4 @@ In a checkout it is `models`; pip-installed it is `anpvs_tf.zoo`.
 """
 
 from . import lenet5_caffe  # noqa: F401
+from . import vgg16  # noqa: F401

@@ -270,3 +270,27 @@ def test_branching_network_is_refused():
     network = keras.Model(inputs, network_outputs(logits, {}))
     with pytest.raises(ValueError, match="sequential chains"):
         compact_network(network)
+
+
+def test_vgg16_compact_matches_gated_and_counts_params():
+    """The zoo's VGG-16: 13 SAME convs, each gate before a batch-norm."""
+    network = build_network("vgg16", seed=0)
+    rng = np.random.RandomState(6)
+    images = rng.uniform(size=(8, 32, 32, 3)).astype("float32")
+    kept = prune_at_random(network, rng, fraction=0.5)
+    calibrate_batch_norms(network, images, rng)
+    # Through 15 layers float32 rounding alone is ~1e-5 of the logits'
+    # scale (the gated network itself is ~1e-4 off float64 at spread 10).
+    amplify_logits(network, images, spread=2.0)
+    compact = compact_network(network)
+    assert_same_function(network, compact, images)
+
+    assert count_complexity(compact).params < 0.5 * complexity_report(
+        network)["params_full"]
+    convs = [kept[f"conv{i}_gate"].sum() for i in range(1, 14)]
+    assert [compact.get_layer(f"conv{i}").filters for i in range(1, 13)] \
+        == convs[:12]
+    assert all(
+        isinstance(compact.get_layer(f"conv{i}"), ConstantInputConv2D)
+        for i in range(2, 14)
+    )
