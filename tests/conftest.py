@@ -71,3 +71,51 @@ def two_cpu_strategy():
     """One MirroredStrategy for the whole session: a second instance in the
     same process makes TensorFlow's CPU collectives fail."""
     return tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+
+
+def _train_plain_lenet(seed, steps=150, batch_size=64):
+    """LeNet-5-Caffe trained for a few seconds with Adam on the 5k images."""
+    from anpvs_tf import data
+    from anpvs_tf.registry import build_network
+
+    keras.utils.set_random_seed(seed)
+    images, labels = data.load_arrays("mnist", "train", "embedded")
+    # The embedded training set is sorted by class: shuffle it.
+    order = np.random.RandomState(seed).permutation(len(images))
+    images, labels = images[order], labels[order]
+    network = build_network("lenet5_caffe", gated=False, seed=seed)
+    optimizer = keras.optimizers.Adam(1e-3)
+
+    @tf.function
+    def train_step(x, y):
+        with tf.GradientTape() as tape:
+            logits = network(x, training=True)["logits"]
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(
+                    y, logits, from_logits=True
+                )
+            )
+        variables = network.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
+
+    for step in range(steps):
+        start = (step * batch_size) % (len(images) - batch_size)
+        train_step(images[start : start + batch_size],
+                   labels[start : start + batch_size])
+    return network
+
+
+@pytest.fixture(scope="session")
+def briefly_trained_lenets():
+    """Two plain LeNet-5-Caffe networks trained separately (seeds 0, 1)
+    for a few seconds each: a target and a black-box source."""
+    return _train_plain_lenet(0), _train_plain_lenet(1)
+
+
+@pytest.fixture
+def mnist_eval_batch():
+    """The first 200 MNIST test images and labels (embedded data)."""
+    from anpvs_tf import data
+
+    images, labels = data.load_arrays("mnist", "test", "embedded")
+    return images[:200], labels[:200]

@@ -6,8 +6,10 @@ import pytest
 import tensorflow as tf
 
 from anpvs_tf import data
+from anpvs_tf.attacks import dlr_loss_per_example
 from anpvs_tf.attacks import fgsm_attack
 from anpvs_tf.attacks import pgd_attack
+from anpvs_tf.attacks import random_start_point
 from anpvs_tf.registry import build_network
 
 # Float slack of the L-inf bound: x +- eps is rounded in float32.
@@ -236,3 +238,103 @@ def test_pgd_in_tf_function_matches_eager(trained_lenet, mnist_test_batch):
     eager = pgd_attack(logits_fn, x, y, **kwargs).numpy()
     graph = attack(tf.constant(x), tf.constant(y)).numpy()
     np.testing.assert_allclose(graph, eager, rtol=0, atol=BOUND_SLACK)
+
+
+@pytest.mark.parametrize("epsilon", [0.5, 2.0])
+@pytest.mark.parametrize("random_start", [True, False])
+def test_l2_pgd_stays_in_threat_model(
+    untrained_lenet, mnist_test_batch, epsilon, random_start
+):
+    x, y = mnist_test_batch
+    x_adv = pgd_attack(
+        _logits_fn(untrained_lenet), x, y, epsilon=epsilon,
+        # Steps larger than the ball, so the projection is exercised.
+        step_size=0.8 * epsilon, num_steps=3, random_start=random_start,
+        seed_generator=keras.random.SeedGenerator(0), norm="l2",
+    ).numpy()
+    distance = np.linalg.norm((x_adv - x).reshape(len(x), -1), axis=1)
+    assert distance.max() <= epsilon * (1 + 1e-5)
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    # Most examples reach the sphere (clipping to [0, 1] can stop a few).
+    assert np.median(distance) >= 0.9 * epsilon
+
+
+def test_l2_random_start_is_inside_the_ball_and_spread(mnist_test_batch):
+    x, _ = mnist_test_batch
+    x = np.full_like(x, 0.5)  # far from the [0, 1] edges: no clipping
+    start = random_start_point(
+        tf.constant(x), 2.0, "l2", keras.random.SeedGenerator(0)).numpy()
+    radius = np.linalg.norm((start - x).reshape(len(x), -1), axis=1)
+    assert radius.max() <= 2.0 * (1 + 1e-5)
+    # Uniform in a 784-d ball: almost all mass lies near the sphere.
+    assert np.median(radius) > 1.9
+
+
+def test_l2_pgd_lowers_accuracy(trained_lenet, mnist_test_batch):
+    x, y = mnist_test_batch
+    logits_fn = _logits_fn(trained_lenet)
+    x_adv = pgd_attack(
+        logits_fn, x, y, epsilon=3.0, step_size=0.5, num_steps=20,
+        seed_generator=keras.random.SeedGenerator(0), norm="l2")
+    assert _accuracy(logits_fn, x_adv, y) < 0.5 * _accuracy(logits_fn, x, y)
+
+
+def test_dlr_loss_is_shift_and_scale_invariant_and_signed():
+    logits = tf.constant([[3.0, 1.0, 0.5, -1.0], [0.0, 2.0, 1.0, -3.0]])
+    labels = tf.constant([0, 0])
+    loss = dlr_loss_per_example(logits, labels).numpy()
+    moved = dlr_loss_per_example(7.0 * logits - 2.0, labels).numpy()
+    np.testing.assert_allclose(loss, moved, rtol=1e-5)
+    # Correct with a margin: negative loss; wrong: positive.
+    assert loss[0] < 0 < loss[1]
+    # -(z_y - max other) / (z_1 - z_3): (3 - 1) / (3 - 0.5) for the first.
+    np.testing.assert_allclose(loss[0], -2.0 / 2.5, rtol=1e-5)
+
+
+def test_restarts_keep_the_worst_example(trained_lenet, mnist_test_batch):
+    """More restarts can only add misclassified examples (the first restart
+    draws the same noise as a single run)."""
+    x, y = mnist_test_batch
+    logits_fn = _logits_fn(trained_lenet)
+    kwargs = {"epsilon": 0.15, "step_size": 0.02, "num_steps": 5}
+    single, restarted = (
+        np.argmax(logits_fn(pgd_attack(
+            logits_fn, x, y, restarts=restarts,
+            seed_generator=keras.random.SeedGenerator(0), **kwargs)),
+            axis=-1) == y
+        for restarts in (1, 4)
+    )
+    assert not np.any(restarted & ~single)
+
+
+def test_eot_averages_gradients_of_a_stochastic_model(mnist_test_batch):
+    """With K draws of a noisy linear model the gradient is the mean of
+    the draws' gradients: for noise w * (1 + u), u ~ U(-1, 1), the average
+    over many draws approaches w, a single draw does not."""
+    x, y = mnist_test_batch
+    x = tf.constant(x[:8])
+    weights = tf.constant(
+        np.random.RandomState(0).normal(size=(784, 10)).astype("float32"))
+    generator = keras.random.SeedGenerator(0)
+
+    def noisy_logits(images):
+        scale = 1.0 + keras.random.uniform((), -1.0, 1.0, seed=generator)
+        return scale * tf.matmul(tf.reshape(images, (-1, 784)), weights)
+
+    def exact_logits(images):
+        return tf.matmul(tf.reshape(images, (-1, 784)), weights)
+
+    from anpvs_tf.attacks import cross_entropy_per_example
+    from anpvs_tf.attacks import loss_and_gradient
+
+    _, exact, _ = loss_and_gradient(
+        exact_logits, cross_entropy_per_example, x, y[:8])
+    _, one, _ = loss_and_gradient(
+        noisy_logits, cross_entropy_per_example, x, y[:8])
+    _, averaged, _ = loss_and_gradient(
+        noisy_logits, cross_entropy_per_example, x, y[:8], eot_samples=200)
+
+    def error(gradient):
+        return float(tf.norm(gradient - exact) / tf.norm(exact))
+
+    assert error(averaged) < 0.5 * error(one)

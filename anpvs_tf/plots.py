@@ -1,0 +1,67 @@
+"""PNG figures of an evaluation (matplotlib, Agg backend: no display).
+
+matplotlib is imported inside the functions, so importing the library
+never selects a backend or needs a display.
+"""
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy_vs_epsilon(curves, path, title=None, xlabel="eps"):
+    """Robust accuracy against eps, one line per model.
+
+    curves: {model name: (eps values, accuracies in [0, 1])}.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(5.5, 4))
+    for name, (values, accuracies) in curves.items():
+        axes.plot(values, 100 * np.asarray(accuracies), marker="o",
+                  label=name)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel("robust accuracy (%)")
+    axes.set_ylim(-2, 102)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    axes.set_title(title or "PGD robust accuracy against eps")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_vulnerability_distribution(models, path, title=None):
+    """Histogram of per-unit vulnerability, one panel per gated layer.
+
+    models: {model name: {layer: per-unit vulnerabilities}}. The paper's
+    figure comparing AT and ANP-VS: a robust network has more of its
+    features near zero distortion.
+    """
+    plt = _pyplot()
+    layers = list(next(iter(models.values())))
+    figure, axes = plt.subplots(
+        1, len(layers), figsize=(3.2 * len(layers), 3.2), squeeze=False)
+    for axis, layer in zip(axes[0], layers):
+        values = [np.asarray(units[layer]) for units in models.values()]
+        top = max(float(v.max()) for v in values) or 1.0
+        bins = np.linspace(0.0, top, 30)
+        for name, units in zip(models, values):
+            axis.hist(units, bins=bins, alpha=0.5, label=name)
+        axis.set_title(layer)
+        axis.set_xlabel("vulnerability per unit")
+    axes[0][0].set_ylabel("units")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(models))
+    figure.suptitle(title or "Distribution of feature vulnerability")
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

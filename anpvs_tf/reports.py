@@ -1,0 +1,162 @@
+"""Writes an evaluation report: JSON, markdown and PNG plots.
+
+A report never silently replaces an earlier one: writing to a path that
+holds one needs overwrite=True (evaluate.py --overwrite).
+"""
+
+import json
+from pathlib import Path
+
+from anpvs_tf.config import ConfigError
+from anpvs_tf.plots import plot_accuracy_vs_epsilon
+from anpvs_tf.plots import plot_vulnerability_distribution
+
+
+def report_paths(prefix):
+    prefix = Path(prefix)
+    return {
+        "json": prefix.with_suffix(".json"),
+        "markdown": prefix.with_suffix(".md"),
+        "eps_plot": prefix.with_name(prefix.name + "_accuracy_vs_eps.png"),
+        "vulnerability_plot": prefix.with_name(
+            prefix.name + "_vulnerability.png"),
+    }
+
+
+def check_writable(prefix, overwrite):
+    """Raises ConfigError if a report already lives at `prefix`."""
+    existing = [p for p in report_paths(prefix).values() if p.exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"'{existing[0]}' already exists; pass --overwrite to replace "
+            "it, or --output=<path> to keep both")
+
+
+def _percent(value):
+    return "n/a" if value is None else f"{100 * value:.2f}"
+
+
+def _attack_rows(report):
+    rows = [("clean", "-", report["clean_acc"], None)]
+    for name, entry in report["attacks"].items():
+        settings = entry["settings"]
+        budget = f"{settings['num_steps']} steps"
+        if settings.get("step_size") is not None:
+            budget += f", step {settings['step_size']:g}"
+        if settings["restarts"] > 1:
+            budget += f", {settings['restarts']} restarts"
+        rows.append((name, budget, entry["acc"],
+                     entry["vulnerability"]["overall"]))
+    if report.get("blackbox"):
+        black = report["blackbox"]
+        rows.append(((f"black-box ({black['settings']['name']} on "
+                     f"{black['source']})"), "transfer", black["acc"],
+                     black["vulnerability"]["overall"]))
+    rows.append(("worst case over " + ", ".join(report["worst_case_over"]),
+                 "per example", report["worst_case_acc"], None))
+    return rows
+
+
+def format_report(report, title=None):
+    """The report as markdown."""
+    settings = report["settings"]
+    lines = [
+        f"# {title or 'Robustness evaluation'}",
+        "",
+        f"Suite `{report['suite']}`, {report['test_examples']:,} test "
+        f"examples, {settings['norm']} eps {settings['epsilon']:g}, seed "
+        f"{report['seed']}, gates {report['gates']}"
+        + (f" (EOT over {report['eot_samples']} samples)"
+           if report["gates"] == "sampled" else "") + ".",
+        "",
+        "| attack | budget | accuracy % | vulnerability |",
+        "|---|---|---|---|",
+    ]
+    for name, budget, acc, vulnerability in _attack_rows(report):
+        shown = "" if vulnerability is None else f"{vulnerability:.4f}"
+        lines.append(f"| {name} | {budget} | {_percent(acc)} | {shown} |")
+    lines += _layer_table(report)
+    lines += _sweep_tables(report.get("sweeps"))
+    lines += _check_table(report["sanity_checks"])
+    complexity = report.get("complexity")
+    if complexity:
+        lines += [
+            "", (f"Unit sparsity {complexity['unit_sparsity']:.2f} %, memory "
+            f"{complexity['memory_pct']:.2f} %, FLOPs speed-up "
+            f"{complexity['flops_speedup']:.2f}x, parameters "
+            f"{complexity['params']:,} of {complexity['params_full']:,}.")]
+    return "\n".join(lines) + "\n"
+
+
+def _layer_table(report):
+    white = report["attacks"].get(
+        f"pgd{report['settings']['pgd_steps']}", {}).get("vulnerability")
+    black = (report.get("blackbox") or {}).get("vulnerability")
+    if not white:
+        return []
+    lines = ["", "Vulnerability per gated layer (mean |f(x) - f(x_adv)|):",
+             "", "| layer | white-box | black-box |", "|---|---|---|"]
+    for layer, value in white["per_layer"].items():
+        other = f"{black['per_layer'][layer]:.4f}" if black else "n/a"
+        lines.append(f"| {layer} | {value:.4f} | {other} |")
+    return lines
+
+
+def _sweep_tables(sweeps):
+    if not sweeps:
+        return []
+    eps, steps = sweeps["epsilon"], sweeps["steps"]
+    return [
+        "", (f"Sweeps on the first {sweeps['examples']:,} examples (clean "
+        f"{_percent(sweeps['clean_acc'])} %):"), "",
+        f"PGD-{eps['num_steps']}, step {eps['step_size']}:", "",
+        "| eps | " + " | ".join(f"{v:g}" for v in eps["values"]) + " |",
+        "|---" * (len(eps["values"]) + 1) + "|",
+        "| accuracy % | " + " | ".join(_percent(a) for a in eps["acc"])
+        + " |",
+        "", f"eps {steps['epsilon']:g}, step {steps['step_size']:g}:", "",
+        "| steps | " + " | ".join(str(v) for v in steps["values"]) + " |",
+        "|---" * (len(steps["values"]) + 1) + "|",
+        "| accuracy % | " + " | ".join(_percent(a) for a in steps["acc"])
+        + " |",
+    ]
+
+
+def _check_table(checks):
+    if not checks:
+        return ["", "Sanity checks: not run."]
+    lines = ["", "| sanity check | result | detail |", "|---|---|---|"]
+    for name, check in checks.items():
+        result = {True: "passed", False: "**FAILED**", None: "skipped"}[
+            check["passed"]]
+        lines.append(f"| {name} | {result} | {check['detail']} |")
+    return lines
+
+
+def write_report(report, prefix, overwrite=False, others=None, title=None):
+    """Writes JSON, markdown and the plots; returns the written paths.
+
+    others: {name: report} of further models drawn in the same plots.
+    """
+    check_writable(prefix, overwrite)
+    paths = report_paths(prefix)
+    paths["json"].parent.mkdir(parents=True, exist_ok=True)
+    written = [paths["json"], paths["markdown"]]
+    paths["json"].write_text(json.dumps(report, indent=2))
+    paths["markdown"].write_text(format_report(report, title))
+    reports = {title or "this model": report, **(others or {})}
+    curves = {
+        name: (r["sweeps"]["epsilon"]["values"], r["sweeps"]["epsilon"]["acc"])
+        for name, r in reports.items() if r.get("sweeps")
+    }
+    if curves:
+        written.append(plot_accuracy_vs_epsilon(
+            curves, paths["eps_plot"],
+            xlabel=f"eps ({report['settings']['norm']})"))
+    units = {name: r["vulnerability_units"]["white"]
+             for name, r in reports.items()
+             if r.get("vulnerability_units", {}).get("white")}
+    if units:
+        written.append(plot_vulnerability_distribution(
+            units, paths["vulnerability_plot"]))
+    return written

@@ -1,0 +1,260 @@
+"""Runs attacks over a test set and scores them per example.
+
+The engine under `evaluate.py`: it crafts adversarial examples in batches
+(each batch one call of a traced function, so no per-step Python), and
+scores any set of adversarial images on a target network: which examples
+it still classifies correctly, and how far each gated feature moved (the
+paper's vulnerability, per unit).
+"""
+
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from anpvs_tf.apgd import apgd_attack
+from anpvs_tf.attacks import NORMS
+from anpvs_tf.attacks import fgsm_attack
+from anpvs_tf.attacks import pgd_attack
+
+ATTACK_METHODS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr")
+GATE_MODES = ("inference", "sampled")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttackSpec:
+    """One attack run: method, threat model and budget.
+
+    step_size (PGD only) of None uses 2.5 * epsilon / num_steps, the usual
+    rule that lets PGD cross the ball from its random start.
+    """
+
+    method: str = "pgd"
+    epsilon: float = 0.3
+    num_steps: int = 40
+    step_size: float | None = None
+    norm: str = "linf"
+    restarts: int = 1
+    random_start: bool = True
+
+    def __post_init__(self):
+        if self.method not in ATTACK_METHODS:
+            raise ValueError(
+                f"unknown attack '{self.method}'; choose from "
+                f"{', '.join(ATTACK_METHODS)}")
+        if self.norm not in NORMS:
+            raise ValueError(f"unknown norm '{self.norm}'; choose from "
+                             f"{', '.join(NORMS)}")
+
+    @property
+    def name(self):
+        base = f"pgd{self.num_steps}" if self.method == "pgd" else self.method
+        return base if self.norm == "linf" else f"{base}_{self.norm}"
+
+    @property
+    def effective_step_size(self):
+        if self.step_size is not None:
+            return self.step_size
+        return 2.5 * self.epsilon / max(self.num_steps, 1)
+
+    def to_dict(self):
+        settings = dataclasses.asdict(self)
+        if self.method == "pgd":
+            settings["step_size"] = self.effective_step_size
+        else:
+            del settings["step_size"]
+        if self.method == "fgsm":
+            settings.update(num_steps=1, random_start=False, restarts=1)
+        return {"name": self.name, **settings}
+
+
+class Classifier:
+    """A network as an attacker and a scorer see it.
+
+    gates="inference" (default) uses the deterministic E[pi] gates for the
+    attack and for the prediction. gates="sampled" attacks the
+    training-mode gates (a fresh mask per call) with gradients averaged
+    over `eot_samples` draws, and predicts with the mean probability over
+    `eot_samples` draws; the draws of a batch's prediction are reset to the
+    same noise for clean and adversarial inputs, so eps = 0 scores exactly
+    the clean accuracy. The vulnerability is always measured on the
+    inference gates, as in the paper.
+    """
+
+    def __init__(self, network, gates="inference", eot_samples=1, seed=0):
+        if gates not in GATE_MODES:
+            raise ValueError(f"unknown gates mode '{gates}'; choose from "
+                             f"{', '.join(GATE_MODES)}")
+        self.network = network
+        self.gates = gates
+        self.eot_samples = int(eot_samples) if gates == "sampled" else 1
+        self.seed = int(seed)
+        self._noise_sources = [
+            layer.seed_generator
+            for layer in network.layers
+            if isinstance(
+                getattr(layer, "seed_generator", None),
+                keras.random.SeedGenerator,
+            )
+        ]
+
+    @property
+    def sampled(self):
+        return self.gates == "sampled"
+
+    def attack_logits(self, x):
+        return self.network(x, training=self.sampled)["logits"]
+
+    def _reset_noise(self, batch_index):
+        for generator in self._noise_sources:
+            state = tf.stack([tf.cast(self.seed, tf.int64),
+                              tf.cast(batch_index, tf.int64) * 1_000_003])
+            generator.state.assign(tf.cast(state, generator.state.dtype))
+
+    def predict_logits(self, x, batch_index):
+        """Logits that decide the prediction (log mean probs if sampled)."""
+        if not self.sampled:
+            return self.network(x, training=False)["logits"]
+        self._reset_noise(batch_index)
+        probs = [
+            tf.nn.softmax(self.network(x, training=True)["logits"])
+            for _ in range(self.eot_samples)
+        ]
+        return tf.math.log(tf.add_n(probs) / self.eot_samples + 1e-30)
+
+    def features(self, x):
+        return self.network(x, training=False)["features"]
+
+
+def _craft_function(classifier, spec, seed_generator):
+    """A traced batch attack.
+
+    epsilon, step size and (for PGD) the number of steps are tensor
+    arguments, so a sweep reuses one trace.
+    """
+
+    def craft(x, y, epsilon, step_size, num_steps):
+        common = {"eot_samples": classifier.eot_samples, "norm": spec.norm}
+        if spec.method == "fgsm":
+            return fgsm_attack(
+                classifier.attack_logits, x, y, epsilon=epsilon, **common)
+        if spec.method == "pgd":
+            return pgd_attack(
+                classifier.attack_logits, x, y, epsilon=epsilon,
+                step_size=step_size, num_steps=num_steps,
+                random_start=spec.random_start,
+                seed_generator=seed_generator, restarts=spec.restarts,
+                **common)
+        return apgd_attack(
+            classifier.attack_logits, x, y, epsilon=epsilon,
+            num_steps=spec.num_steps, loss=spec.method.split("_")[1],
+            random_start=spec.random_start, seed_generator=seed_generator,
+            restarts=spec.restarts, **common)
+
+    # reduce_retracing: the last, shorter batch does not trace again.
+    return tf.function(craft, reduce_retracing=True)
+
+
+class RobustnessEvaluator:
+    """Crafts and scores adversarial examples for one classifier, batched.
+
+    Every craft() restarts the attack noise from `seed`, so the same spec
+    gives the same examples, and a sweep over eps uses the same random
+    directions at every point (differences between points are then the
+    attack's, not the noise's).
+    """
+
+    def __init__(self, classifier, batch_size=500, seed=0):
+        self.classifier = classifier
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self._crafters = {}
+        self._score = tf.function(self._score_batch, reduce_retracing=True)
+        self._predict = tf.function(self._predict_batch,
+                                    reduce_retracing=True)
+
+    def _batches(self, *arrays):
+        for index, start in enumerate(
+            range(0, len(arrays[0]), self.batch_size)
+        ):
+            yield index, [a[start : start + self.batch_size] for a in arrays]
+
+    def craft(self, spec, images, labels):
+        """Adversarial images (numpy) for every example."""
+        key = dataclasses.replace(
+            spec, epsilon=0.0, step_size=0.0,
+            num_steps=0 if spec.method == "pgd" else spec.num_steps)
+        if key not in self._crafters:
+            generator = keras.random.SeedGenerator(self.seed)
+            self._crafters[key] = (
+                _craft_function(self.classifier, spec, generator), generator)
+        craft, generator = self._crafters[key]
+        generator.state.assign(
+            tf.cast([self.seed, 0], generator.state.dtype))
+        epsilon = tf.constant(spec.epsilon, tf.float32)
+        step_size = tf.constant(spec.effective_step_size, tf.float32)
+        num_steps = tf.constant(spec.num_steps, tf.int32)
+        out = [
+            craft(tf.constant(x), tf.constant(y), epsilon, step_size,
+                  num_steps).numpy()
+            for _, (x, y) in self._batches(images, labels)
+        ]
+        return np.concatenate(out) if out else images[:0]
+
+    def _predict_batch(self, x, y, batch_index):
+        logits = self.classifier.predict_logits(x, batch_index)
+        return tf.equal(
+            tf.argmax(logits, axis=-1, output_type=tf.int32),
+            tf.cast(y, tf.int32),
+        )
+
+    def _score_batch(self, x, x_adv, y, batch_index):
+        correct = self._predict_batch(x_adv, y, batch_index)
+        clean = self.classifier.features(x)
+        adversarial = self.classifier.features(x_adv)
+        unit_sums = {}
+        for name in clean:
+            distance = tf.abs(clean[name] - adversarial[name])
+            spatial = list(range(1, len(distance.shape) - 1))
+            if spatial:
+                distance = tf.reduce_mean(distance, axis=spatial)
+            unit_sums[name] = tf.reduce_sum(distance, axis=0)
+        return correct, unit_sums
+
+    def clean_correct(self, images, labels):
+        """Per example: is the clean image classified correctly."""
+        out = [
+            self._predict(tf.constant(x), tf.constant(y),
+                          tf.constant(index)).numpy()
+            for index, (x, y) in self._batches(images, labels)
+        ]
+        return np.concatenate(out)
+
+    def score(self, images, labels, adversarial_images):
+        """Per-example correctness and per-unit vulnerability.
+
+        Returns (correct: bool [n], {layer: mean |f(x) - f(x_adv)| per
+        unit, as a numpy vector}); a layer's vulnerability is the mean of
+        its units, the overall one the mean over layers (SPEC).
+        """
+        correct, sums = [], {}
+        for index, (x, x_adv, y) in self._batches(
+            images, adversarial_images, labels
+        ):
+            batch_correct, unit_sums = self._score(
+                tf.constant(x), tf.constant(x_adv), tf.constant(y),
+                tf.constant(index))
+            correct.append(batch_correct.numpy())
+            for name, value in unit_sums.items():
+                sums[name] = sums.get(name, 0.0) + value.numpy()
+        count = max(len(labels), 1)
+        units = {name: total / count for name, total in sums.items()}
+        return np.concatenate(correct), units
+
+
+def vulnerability_summary(units):
+    """{"overall", "per_layer"} from per-unit vulnerabilities."""
+    per_layer = {name: float(np.mean(v)) for name, v in units.items()}
+    overall = float(np.mean(list(per_layer.values()))) if per_layer else 0.0
+    return {"overall": overall, "per_layer": per_layer}
