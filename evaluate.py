@@ -187,6 +187,7 @@ def main(argv):
     from pathlib import Path
 
     import keras
+    import tensorflow as tf
 
     import models  # noqa: F401  (registers the zoo)
     from anpvs_tf import config as config_lib
@@ -201,6 +202,8 @@ def main(argv):
     from anpvs_tf.training import load_split
     from anpvs_tf.training import load_trained_model
 
+    # Each attack traces once per budget; TF's retracing notes are noise.
+    tf.get_logger().setLevel("ERROR")
     keras.utils.set_random_seed(FLAGS.seed)
     trained, model = load_trained_model(FLAGS.workdir)
     settings = _settings(trained)

@@ -118,9 +118,12 @@ def _sweeps(evaluator, settings, images, labels):
         correct, _ = evaluator.score(
             images, labels, evaluator.craft(spec, images, labels))
         eps_acc.append(float(np.mean(correct)))
+    # A fixed step size (the headline attack's), so more steps reach
+    # farther and the attack can only get stronger.
+    step_size = base.effective_step_size
     steps_acc = []
     for steps in settings.sweep_steps:
-        spec = dataclasses.replace(base, num_steps=steps)
+        spec = dataclasses.replace(base, num_steps=steps, step_size=step_size)
         correct, _ = evaluator.score(
             images, labels, evaluator.craft(spec, images, labels))
         steps_acc.append(float(np.mean(correct)))
@@ -132,7 +135,7 @@ def _sweeps(evaluator, settings, images, labels):
                     "num_steps": base.num_steps,
                     "step_size": "2.5 * eps / num_steps"},
         "steps": {"values": list(settings.sweep_steps), "acc": steps_acc,
-                  "epsilon": base.epsilon, "step_size": base.step_size},
+                  "epsilon": base.epsilon, "step_size": step_size},
     }
 
 
