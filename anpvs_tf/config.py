@@ -31,6 +31,9 @@ class DataConfig:
     test_examples: int | None = None
     # Fixed slice of the test set scored after every epoch (cheap monitor).
     monitor_examples: int = 1000
+    # Training examples held out as the validation split of hyper-parameter
+    # search (never trained on, never the test set); 0 holds none out.
+    validation_examples: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +181,8 @@ def validate(config):
         (config.loss.vs_weight >= 0, "--vs_weight (lambda) must be >= 0"),
         (config.data.monitor_examples >= 0,
          "--monitor_examples must be >= 0"),
+        (config.data.validation_examples >= 0,
+         "--validation_examples must be >= 0"),
     ]
     for attack, what in (
         (config.attack, "training"),

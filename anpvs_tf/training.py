@@ -48,20 +48,36 @@ NETWORK_FILE = "network.weights.h5"
 
 
 def load_split(data_config, split):
-    """Arrays of a split, cut to --train_examples / --test_examples.
+    """Arrays of a split: "train", "validation" or "test".
 
-    A training subset is a fixed random one (seed 0, the same for every
-    run): the embedded MNIST is sorted by class, so a prefix would hold only
-    a few digits. A test subset is a prefix of the fixed test order.
+    The validation split is `validation_examples` training examples held
+    out for hyper-parameter search: the first ones of a fixed random order
+    of the training set (seed 0); "train" is never any of them. A training
+    subset (--train_examples) is taken from the rest of that same order
+    (the embedded MNIST is sorted by class, so a prefix would hold only a
+    few digits). A test subset is a prefix of the fixed test order.
     """
     images, labels = data.load_arrays(
-        data_config.dataset, split, data_config.source, data_config.data_dir
+        data_config.dataset,
+        "test" if split == "test" else "train",
+        data_config.source,
+        data_config.data_dir,
     )
     if split == "test":
         return data.take_examples(images, labels, data_config.test_examples)
-    if data_config.train_examples is None:
+    held_out = data_config.validation_examples
+    if data_config.train_examples is None and not held_out:
         return images, labels
     order = np.random.RandomState(0).permutation(len(labels))
+    if held_out >= len(order):
+        raise ConfigError(
+            f"--validation_examples={held_out} leaves no training example "
+            f"of the {len(order)}; hold out fewer"
+        )
+    if split == "validation":
+        order = order[:held_out]
+        return images[order], labels[order]
+    order = order[held_out:]
     return data.take_examples(
         images[order], labels[order], data_config.train_examples
     )
@@ -199,7 +215,7 @@ def _base_workdir(config, workdir, log, verbose):
     return base_dir
 
 
-def _copy_base_weights(config, base_dir, network, log):
+def copy_base_weights(config, base_dir, network, log):
     """Copies base weights into the gated network, layer by layer."""
     base_config, base_model = load_trained_model(base_dir)
     if base_config.model.architecture != config.model.architecture:
@@ -332,7 +348,7 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths):
             f"{int(checkpoint.epoch.numpy())} of {train_config.epochs})")
     elif base_dir is not None:
         with strategy.scope():
-            _copy_base_weights(config, base_dir, model.network, log)
+            copy_base_weights(config, base_dir, model.network, log)
     initial_epoch = agree_across_workers(
         strategy, int(checkpoint.epoch.numpy()), "the epoch to resume from"
     )

@@ -1,0 +1,145 @@
+"""Hyper-parameter search: objective, validation split, resumable search."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from anpvs_tf import config as config_lib
+from anpvs_tf import tuning
+from anpvs_tf.config import ConfigError
+from anpvs_tf.registry import get_experiment
+from anpvs_tf.search import run_search
+from anpvs_tf.training import load_split
+
+
+def test_objective_ranks_every_feasible_trial_above_every_other():
+    floors = tuning.Floors(min_sparsity=50.0, min_flops_speedup=1.2)
+    feasible_worst = tuning.objective_value(0.0, 50.0, 1.2, floors)
+    infeasible_best = tuning.objective_value(1.0, 49.9, 5.0, floors)
+    assert feasible_worst == 0.0
+    assert -1.0 <= infeasible_best < 0.0
+    assert tuning.objective_value(0.7, 80.0, 2.0, floors) == 0.7
+    # Closer to the floors scores higher, whatever the accuracy.
+    assert tuning.objective_value(0.1, 40.0, 1.2, floors) > \
+        tuning.objective_value(0.9, 20.0, 1.2, floors)
+    # Missing both: the mean of the two ratios.
+    assert tuning.objective_value(0.5, 25.0, 0.6, floors) == \
+        pytest.approx(0.5 - 1.0)
+
+
+def test_pareto_front_keeps_exactly_the_non_dominated_trials():
+    rows = [
+        {"trial_id": "a", "robust_val_acc": 0.9, "flops_speedup": 1.0},
+        {"trial_id": "b", "robust_val_acc": 0.8, "flops_speedup": 2.0},
+        {"trial_id": "c", "robust_val_acc": 0.7, "flops_speedup": 1.5},
+        {"trial_id": "d", "robust_val_acc": 0.9, "flops_speedup": 0.9},
+        {"trial_id": "e", "robust_val_acc": 0.5, "flops_speedup": 3.0},
+    ]
+    front = {r["trial_id"] for r in tuning.pareto_front(rows)}
+    assert front == {"a", "b", "e"}
+
+
+def test_validation_split_is_disjoint_from_training_and_test_data():
+    data_config = config_lib.DataConfig(
+        validation_examples=500, train_examples=3000
+    )
+    train_images, _ = load_split(data_config, "train")
+    validation_images, _ = load_split(data_config, "validation")
+    test_images, _ = load_split(data_config, "test")
+    assert len(validation_images) == 500 and len(train_images) == 3000
+
+    def fingerprints(images):
+        return {image.tobytes() for image in images}
+
+    validation = fingerprints(validation_images)
+    assert len(validation) == 500
+    assert not validation & fingerprints(train_images)
+    assert not validation & fingerprints(test_images)
+    # The held-out images never come back, however many examples train.
+    everything = load_split(
+        dataclasses.replace(data_config, train_examples=None), "train"
+    )[0]
+    assert len(everything) == 4500
+    assert not validation & fingerprints(everything)
+
+
+def test_holding_out_everything_is_a_clear_error():
+    data_config = config_lib.DataConfig(validation_examples=5000)
+    with pytest.raises(ConfigError, match="leaves no training example"):
+        load_split(data_config, "train")
+
+
+def test_default_hyperparameters_are_the_recipe():
+    import keras_tuner as kt
+
+    recipe = get_experiment("lenet5_caffe_mnist_anp_vs")
+    hypermodel = tuning.ANPVSHyperModel(recipe, None, tuning.Floors())
+    assert hypermodel.config_for(kt.HyperParameters()) == recipe
+
+
+@pytest.fixture(scope="module")
+def tiny_search(tmp_path_factory):
+    config = config_lib.replace(
+        get_experiment("lenet5_caffe_mnist_anp_vs"),
+        **{
+            "data.train_examples": 128,
+            "data.validation_examples": 64,
+            "data.test_examples": 64,
+            "data.monitor_examples": 0,
+            "train.epochs": 1,
+            "train.base_epochs": 1,
+            "train.batch_size": 64,
+            "attack.num_steps": 2,
+            "eval.attack.num_steps": 2,
+        },
+    )
+    project = tmp_path_factory.mktemp("search")
+    report = run_search(
+        config, project, tuner="random", max_trials=2,
+        log=lambda *_: None,
+    )
+    return config, project, report
+
+
+def test_tiny_search_writes_the_trial_table_and_the_best_model(tiny_search):
+    _, project, report = tiny_search
+    assert len(report["trials"]) == 2
+    for row in report["trials"]:
+        assert set(row["hyperparameters"]) >= {
+            "beta", "lambda", "gate_lr", "weight_lr", "pgd_steps"}
+        for name in ("clean_val_acc", "robust_val_acc"):
+            assert 0.0 <= row[name] <= 1.0
+        assert row["objective"] == tuning.objective_value(
+            row["robust_val_acc"], row["unit_sparsity"],
+            row["flops_speedup"], tuning.Floors())
+    assert report["best_objective"] == max(
+        row["objective"] for row in report["trials"])
+    written = json.loads((project / "trials.json").read_text())
+    assert written["trials"] == report["trials"]
+    best = json.loads((project / "best_hyperparameters.json").read_text())
+    assert best == report["trials"][0]["hyperparameters"]
+    assert (project / "pareto.png").stat().st_size > 0
+    assert (project / "best" / "results.json").exists()
+    card = json.loads(
+        (project / "best" / "export" / "model_card.json").read_text())
+    assert card["method"] == "anp_vs"
+
+
+def test_second_invocation_resumes_instead_of_starting_over(tiny_search):
+    config, project, first = tiny_search
+    first_ids = {row["trial_id"] for row in first["trials"]}
+    trial_files = sorted((project / "search").glob("trial_*/trial.json"))
+    written = [path.stat().st_mtime_ns for path in trial_files]
+    again = run_search(config, project, tuner="random", max_trials=2,
+                       retrain_best=False, log=lambda *_: None)
+    assert {row["trial_id"] for row in again["trials"]} == first_ids
+    assert again["trials"] == first["trials"]
+    # Nothing was retrained: the finished trials' records are untouched.
+    assert [path.stat().st_mtime_ns for path in trial_files] == written
+    more = run_search(config, project, tuner="random", max_trials=3,
+                      retrain_best=False, log=lambda *_: None)
+    ids = [row["trial_id"] for row in more["trials"]]
+    assert len(ids) == 3 and first_ids < set(ids)
+    assert np.isfinite([row["objective"] for row in more["trials"]]).all()

@@ -1,0 +1,154 @@
+"""Searches ANP-VS hyper-parameters with keras-tuner, then exports the best.
+
+    python tune.py                                   # 8 Bayesian trials
+    python tune.py --tuner=random --max_trials=20 --epochs=5
+    python tune.py --min_sparsity=60 --min_flops_speedup=1.5
+
+Samples beta, lambda, the gate and weight learning rates, the training PGD
+steps and the gate initialisation around the --model recipe. Each trial
+starts from one base model and is scored on --validation_examples training
+images held out of every trial's training data (never the test set): its
+robust validation accuracy if it reaches the size floors, a negative score
+otherwise (see anpvs_tf/tuning.py). Writes into --project_dir the trial
+table (trials.json, trials.md), the Pareto front plot (pareto.png), the
+best hyper-parameters, and the best trial retrained by train.py's code path
+(best/) and exported by export.py's (best/export/). Run the same command
+again to resume an interrupted search.
+
+Distributed search: keras-tuner's chief/worker mode. Start the chief with
+KERASTUNER_TUNER_ID=chief KERASTUNER_ORACLE_IP=<ip> KERASTUNER_ORACLE_PORT=
+<port>, and each worker with the same IP and port and KERASTUNER_TUNER_ID=
+tuner0, tuner1, ...; every process runs this same command (see README).
+"""
+
+from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+
+
+def define_flags():
+    from anpvs_tf.config import STRATEGIES
+    from anpvs_tf.data import SOURCES
+    from anpvs_tf.tuning import TUNERS
+
+    flags.DEFINE_string(
+        "model", "lenet5_caffe_mnist_anp_vs",
+        "Zoo entry whose recipe is searched (a gated method).")
+    flags.DEFINE_string("project_dir", "runs/tune",
+                        "Where the search, its reports and the best model "
+                        "go; an existing one is resumed.")
+    flags.DEFINE_enum("tuner", "bayesian", list(TUNERS),
+                      "Search algorithm: random search, Bayesian "
+                      "optimisation (Gaussian process) or Hyperband.")
+    flags.DEFINE_integer("max_trials", 8,
+                         "Trials to run (random, bayesian).", lower_bound=1)
+    flags.DEFINE_integer("epochs", 10,
+                         "Training epochs of one trial (Hyperband: the "
+                         "largest bracket).", lower_bound=1)
+    flags.DEFINE_integer("base_epochs", None,
+                         "Epochs of the base model every trial starts from "
+                         "(default: the recipe's).")
+    flags.DEFINE_integer("validation_examples", 1000,
+                         "Training examples held out to score trials.",
+                         lower_bound=1)
+    flags.DEFINE_integer("train_examples", None,
+                         "Train on N of the remaining training examples.")
+    flags.DEFINE_enum("data_source", None, list(SOURCES),
+                      "Where the data comes from (default: the recipe's; "
+                      "embedded MNIST offline).")
+    flags.DEFINE_string("data_dir", None,
+                        "Folder of IDX files (implies --data_source=idx), "
+                        "or the tfds data_dir.")
+    flags.DEFINE_integer("batch_size", None, "Global batch size.")
+    flags.DEFINE_float("min_sparsity", 50.0,
+                       "Unit sparsity floor, in %, of a feasible trial.")
+    flags.DEFINE_float("min_flops_speedup", 1.0,
+                       "FLOPs speed-up floor of a feasible trial.")
+    flags.DEFINE_integer("val_pgd_steps", 20,
+                         "PGD steps of the validation attack (training "
+                         "eps and step size).", lower_bound=1)
+    flags.DEFINE_enum("strategy", "default", list(STRATEGIES),
+                      "Distribution strategy of every trial (see train.py "
+                      "--help).")
+    flags.DEFINE_integer("seed", None, "Seed of the tuner and the trials.")
+    flags.DEFINE_bool("overwrite", False,
+                      "Start the search over instead of resuming it.")
+    flags.DEFINE_bool("retrain_best", True,
+                      "Retrain the best trial and export it.")
+    flags.DEFINE_enum("verbose", "0", ["0", "1", "2"],
+                      "Keras progress output of each trial.")
+
+
+def resolve_config():
+    from anpvs_tf import config as config_lib
+    from anpvs_tf.config import GATED_METHODS
+    from anpvs_tf.registry import get_experiment
+
+    config = get_experiment(FLAGS.model)
+    if config.train.method not in GATED_METHODS:
+        raise config_lib.ConfigError(
+            f"--model={FLAGS.model} trains no gates; search a gated entry "
+            "such as lenet5_caffe_mnist_anp_vs"
+        )
+    source = FLAGS.data_source or ("idx" if FLAGS.data_dir else None)
+    return config_lib.replace(config, **{
+        "train.epochs": FLAGS.epochs,
+        "train.base_epochs": FLAGS.base_epochs,
+        "train.batch_size": FLAGS.batch_size,
+        "train.seed": FLAGS.seed,
+        "train.strategy": FLAGS.strategy,
+        "data.validation_examples": FLAGS.validation_examples,
+        "data.train_examples": FLAGS.train_examples,
+        "data.source": source,
+        "data.data_dir": FLAGS.data_dir,
+        "data.monitor_examples": 0,
+        "eval.attack.num_steps": FLAGS.val_pgd_steps,
+    })
+
+
+def main(argv):
+    del argv
+    import dataclasses
+
+    import tensorflow as tf
+
+    import models  # noqa: F401  (registers the zoo)
+    from anpvs_tf import config as config_lib
+    from anpvs_tf.distribution import make_strategy
+    from anpvs_tf.search import run_search
+    from anpvs_tf.tuning import Floors
+
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("ERROR")  # one retracing warning per trial
+    config = config_lib.validate(resolve_config())
+    # The validation attack: the training eps and step size.
+    config = dataclasses.replace(config, eval=dataclasses.replace(
+        config.eval, attack=dataclasses.replace(
+            config.attack, num_steps=FLAGS.val_pgd_steps)))
+    report = run_search(
+        config,
+        FLAGS.project_dir,
+        tuner=FLAGS.tuner,
+        max_trials=FLAGS.max_trials,
+        floors=Floors(FLAGS.min_sparsity, FLAGS.min_flops_speedup),
+        strategy=make_strategy(FLAGS.strategy),
+        overwrite=FLAGS.overwrite,
+        retrain_best=FLAGS.retrain_best,
+        verbose=int(FLAGS.verbose),
+    )
+    best = report["trials"][0]
+    print(f"best trial {best['trial_id']}: objective "
+          f"{best['objective']:.4f} (default {report['default_objective']:.4f})"
+          f", robust val {100 * best['robust_val_acc']:.2f} %, sparsity "
+          f"{best['unit_sparsity']:.2f} %, FLOPs x{best['flops_speedup']:.2f}")
+    print(f"reports in {FLAGS.project_dir}: trials.md, trials.json, "
+          "pareto.png, best_hyperparameters.json")
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(cli.run_main(main))
