@@ -1,11 +1,10 @@
-"""Tests for anpvs_tf.attacks: the L-inf threat model and attack strength."""
+"""Tests for anpvs_tf.attacks: L-inf and L2 threat models, attack strength."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from anpvs_tf import data
 from anpvs_tf.attacks import dlr_loss_per_example
 from anpvs_tf.attacks import fgsm_attack
 from anpvs_tf.attacks import pgd_attack
@@ -14,8 +13,6 @@ from anpvs_tf.registry import build_network
 
 # Float slack of the L-inf bound: x +- eps is rounded in float32.
 BOUND_SLACK = 1e-6
-TRAIN_STEPS = 150
-BATCH_SIZE = 64
 
 
 def _logits_fn(network):
@@ -34,38 +31,9 @@ def _accuracy(logits_fn, x, y):
 
 
 @pytest.fixture(scope="module")
-def trained_lenet():
-    """A plain LeNet-5-Caffe trained briefly with Adam on the 5k images.
-
-    Module-scoped: trained once (a few seconds) for all attack-strength tests.
-    """
-    keras.utils.set_random_seed(0)
-    images, labels = data.load_arrays("mnist", "train", "embedded")
-    # The embedded training set is sorted by class: shuffle it.
-    order = np.random.RandomState(0).permutation(len(images))
-    images, labels = images[order], labels[order]
-    network = build_network("lenet5_caffe", gated=False, seed=0)
-    optimizer = keras.optimizers.Adam(1e-3)
-
-    @tf.function
-    def train_step(x, y):
-        with tf.GradientTape() as tape:
-            logits = network(x, training=True)["logits"]
-            loss = tf.reduce_mean(
-                keras.losses.sparse_categorical_crossentropy(
-                    y, logits, from_logits=True
-                )
-            )
-        variables = network.trainable_variables
-        optimizer.apply(tape.gradient(loss, variables), variables)
-
-    for step in range(TRAIN_STEPS):
-        start = (step * BATCH_SIZE) % (len(images) - BATCH_SIZE)
-        train_step(
-            images[start : start + BATCH_SIZE],
-            labels[start : start + BATCH_SIZE],
-        )
-    return network
+def trained_lenet(briefly_trained_lenets):
+    """A plain LeNet-5-Caffe trained for a few seconds (conftest)."""
+    return briefly_trained_lenets[0]
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +76,7 @@ def test_pgd_random_start_reproducible_for_fixed_seed(
     untrained_lenet, mnist_test_batch
 ):
     x, y = mnist_test_batch
-    kwargs = dict(epsilon=0.3, step_size=0.1, num_steps=1, random_start=True)
+    kwargs = {"epsilon": 0.3, "step_size": 0.1, "num_steps": 1, "random_start": True}
     logits_fn = _logits_fn(untrained_lenet)
     first = pgd_attack(
         logits_fn, x, y, seed_generator=keras.random.SeedGenerator(3), **kwargs
@@ -227,9 +195,9 @@ def test_zero_steps_or_zero_epsilon_return_input(
 def test_pgd_in_tf_function_matches_eager(trained_lenet, mnist_test_batch):
     x, y = mnist_test_batch
     logits_fn = _logits_fn(trained_lenet)
-    kwargs = dict(
-        epsilon=0.3, step_size=0.05, num_steps=5, random_start=False
-    )
+    kwargs = {
+        "epsilon": 0.3, "step_size": 0.05, "num_steps": 5, "random_start": False
+    }
 
     @tf.function
     def attack(images, labels):
