@@ -230,7 +230,8 @@ def main(argv):
                         FLAGS.seed)
     report = run_suite(target, images, labels, settings, source=source,
                        source_name=source_name,
-                       num_classes=DATASET_INFO[trained.data.dataset][1])
+                       num_classes=DATASET_INFO[trained.data.dataset][1],
+                       log=print)
     report.update(
         workdir=str(FLAGS.workdir),
         method=trained.train.method,

@@ -188,12 +188,14 @@ def _sanity_checks(report, settings, num_classes):
 
 
 def run_suite(target, images, labels, settings, source=None,
-              source_name=None, num_classes=10, complexity=True):
+              source_name=None, num_classes=10, complexity=True,
+              log=lambda message: None):
     """Evaluates `target` (a robustness.Classifier); returns the report.
 
     source: a separately trained Classifier for the black-box transfer
     attack (its PGD examples are fed to the target), or None.
     complexity: add the sparsity / memory / FLOPs figures (zoo networks).
+    log: called with a line of progress after each stage.
     """
     evaluator = RobustnessEvaluator(target, settings.batch_size,
                                     settings.seed)
@@ -216,6 +218,8 @@ def run_suite(target, images, labels, settings, source=None,
         correct, units, entry = _attack_entry(evaluator, spec, images, labels)
         report["attacks"][spec.name] = entry
         survived &= correct
+        log(f"{spec.name}: {100 * entry['acc']:.2f} % "
+            f"({entry['seconds']:.0f} s)")
         if method == "pgd":
             unit_vulnerability["white"] = units
     pgd = report["attacks"].get(settings.spec("pgd").name)
@@ -239,6 +243,7 @@ def run_suite(target, images, labels, settings, source=None,
             "seconds": timer.seconds,
         }
         report["blackbox_acc"] = report["blackbox"]["acc"]
+        log(f"black-box: {100 * report['blackbox_acc']:.2f} %")
         report["vulnerability_black"] = vulnerability["overall"]
     report["worst_case_acc"] = float(np.mean(survived))
     report["worst_case_over"] = ["clean", *report["attacks"]] + (
@@ -248,6 +253,8 @@ def run_suite(target, images, labels, settings, source=None,
         for kind, units in unit_vulnerability.items()
     }
     if settings.suite == "full":
+        log(f"sweeps over eps and steps on {settings.sweep_examples} "
+            "examples")
         report["sweeps"] = _sweeps(evaluator, settings, images, labels)
     elif settings.sanity_checks:
         clean, acc = _zero_epsilon_acc(evaluator, settings, images, labels)

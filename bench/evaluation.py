@@ -98,7 +98,8 @@ def evaluate(name, source_dir, images, labels):
     print(f"{name}: full suite on {len(labels)} examples")
     report = run_suite(
         Classifier(target.network), images, labels, settings(),
-        source=Classifier(source.network), source_name=str(source_dir))
+        source=Classifier(source.network), source_name=str(source_dir),
+        log=lambda line: print(f"  {name} {line}", flush=True))
     report["supplementary_blackbox"] = robust_source_transfer(
         name, target, images, labels)
     cache.parent.mkdir(parents=True, exist_ok=True)

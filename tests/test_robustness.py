@@ -161,7 +161,12 @@ def test_reports_are_written_and_never_silently_replaced(full_report,
         :4] == b"\x89PNG"
     with pytest.raises(ConfigError, match="already exists.*--overwrite"):
         write_report(full_report, prefix)
-    write_report(full_report, prefix, overwrite=True)
+    before = (tmp_path / "evaluation_accuracy_vs_eps.png").read_bytes()
+    # Other models' reports are drawn into the same plots.
+    write_report(full_report, prefix, overwrite=True,
+                 others={"another model": full_report})
+    assert (tmp_path / "evaluation_accuracy_vs_eps.png").read_bytes() != (
+        before)
 
 
 def test_markdown_shows_failed_checks(full_report):
