@@ -143,3 +143,13 @@ def test_second_invocation_resumes_instead_of_starting_over(tiny_search):
     ids = [row["trial_id"] for row in more["trials"]]
     assert len(ids) == 3 and first_ids < set(ids)
     assert np.isfinite([row["objective"] for row in more["trials"]]).all()
+
+
+@pytest.mark.parametrize("name", tuning.TUNERS)
+def test_every_tuner_choice_can_be_made(name, tmp_path):
+    hypermodel = tuning.ANPVSHyperModel(
+        get_experiment("lenet5_caffe_mnist_anp_vs"), None, tuning.Floors())
+    tuner = tuning.make_tuner(name, hypermodel, tmp_path, max_trials=3,
+                              epochs=4, seed=0)
+    assert tuner.oracle.objective.name == tuning.OBJECTIVE
+    assert tuner.oracle.objective.direction == "max"
