@@ -195,6 +195,12 @@ def distribute_batches(strategy, dataset, global_batch_size):
     return strategy.distribute_datasets_from_function(worker_dataset)
 
 
+@tf.function
+def _gather_from_workers(strategy, value):
+    # In a tf.function: run eagerly, collectives are slow and warn so.
+    return strategy.gather(strategy.run(lambda: tf.identity(value)), axis=0)
+
+
 def agree_across_workers(strategy, value, what):
     """Checks every worker holds the same int (e.g. the resume epoch).
 
@@ -204,9 +210,8 @@ def agree_across_workers(strategy, value, what):
     """
     if not is_multi_worker(strategy):
         return value
-    values = strategy.gather(
-        strategy.run(lambda: tf.constant([value], tf.int64)), axis=0
-    ).numpy()
+    values = _gather_from_workers(strategy, tf.constant([value], tf.int64))
+    values = values.numpy()
     if len(set(values.tolist())) != 1:
         raise ConfigError(
             f"the workers disagree on {what} ({values.tolist()}); every "

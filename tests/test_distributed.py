@@ -197,16 +197,18 @@ def test_killed_worker_restarted_with_the_same_command_resumes(tmp_path):
         wait_for_checkpoint(workdir, processes, deadline)
         processes[1].kill()
     # Leaving the block killed the chief too, if it had not failed already.
-    assert not (workdir / "results.json").exists()
+    first_outputs = "\n---\n".join(p.output[-3000:] for p in processes)
+    assert not (workdir / "results.json").exists(), first_outputs
     with train_processes(
         worker_runs(workdir, flags, tmp_path, cluster, attempt=1), TIMEOUT
     ) as (processes, deadline):
         codes = wait_all(processes, deadline)
     assert codes == [0, 0], "\n---\n".join(p.output[-3000:]
                                            for p in processes)
+    outputs = "\n---\n".join(p.output[-3000:] for p in processes)
     for process in processes:
-        assert "Resuming from" in process.output
-    assert len(set(digests(processes))) == 1
+        assert "Resuming from" in process.output, outputs
+    assert len(set(digests(processes))) == 1, outputs
 
     train(run_config("lenet5_caffe_mnist_at", 3), tmp_path / "single",
           verbose=0)
