@@ -150,8 +150,9 @@ class ANPVSHyperModel(kt.HyperModel):
         input_shape, num_classes = data.DATASET_INFO[config.data.dataset]
         images, _ = self.train_data
         model = build_model(config, input_shape, num_classes, len(images))
-        copy_base_weights(config, self.base_dir, model.network,
-                          log=lambda *_: None)
+        if self.base_dir is not None:  # None: from the initialisation
+            copy_base_weights(config, self.base_dir, model.network,
+                              log=lambda *_: None)
         # Marks the wrapper built (its network already is), so keras-tuner
         # can checkpoint the best epoch's weights.
         model(keras.ops.zeros((1, *input_shape)))

@@ -149,6 +149,7 @@ def test_second_invocation_resumes_instead_of_starting_over(tiny_search):
 def test_every_tuner_choice_can_be_made(name, tmp_path):
     hypermodel = tuning.ANPVSHyperModel(
         get_experiment("lenet5_caffe_mnist_anp_vs"), None, tuning.Floors())
+    hypermodel.load_data()  # keras-tuner builds one model to read the space
     tuner = tuning.make_tuner(name, hypermodel, tmp_path, max_trials=3,
                               epochs=4, seed=0)
     assert tuner.oracle.objective.name == tuning.OBJECTIVE
