@@ -23,6 +23,7 @@ OVERRIDES = {
     "train_examples": "data.train_examples",
     "test_examples": "data.test_examples",
     "monitor_examples": "data.monitor_examples",
+    "augment": "data.augment",
     "gate_init": "model.gate_concentration1_init",
     "epsilon": "attack.epsilon",
     "pgd_steps": "attack.num_steps",
@@ -78,6 +79,10 @@ def define_flags():
         "monitor_examples", None,
         "Size of the fixed test slice scored after every epoch "
         "(default 1000; 0 turns it off).")
+    flags.DEFINE_bool(
+        "augment", None,
+        "Random 4-pixel pad-and-crop and horizontal flip of training "
+        "images (default: the recipe's; on for CIFAR).")
     flags.DEFINE_enum(
         "method", None, ["standard", "at", "bp", "anp", "anp_vs"],
         "standard | at (PGD adversarial training) | bp (Beta-Bernoulli "

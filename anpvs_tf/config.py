@@ -34,6 +34,10 @@ class DataConfig:
     # Training examples held out as the validation split of hyper-parameter
     # search (never trained on, never the test set); 0 holds none out.
     validation_examples: int = 0
+    # Random 4-pixel pad-and-crop and horizontal flip of training images
+    # (the standard CIFAR augmentation); evaluation images are never
+    # augmented.
+    augment: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

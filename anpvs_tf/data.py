@@ -251,7 +251,28 @@ def _check_batch_size(batch_size):
         )
 
 
-def train_dataset(images, labels, batch_size, seed, initial_epoch=0):
+# Standard CIFAR augmentation: zero-pad 4 pixels, random crop back, flip.
+AUGMENT_PADDING = 4
+
+
+def augment_image(image, seed):
+    """Pad-and-crop and a horizontal flip, from a stateless [2] seed.
+
+    Stateless: the same (run seed, pass, example) always gets the same
+    crop and flip, so a resumed run sees what an uninterrupted one would.
+    """
+    height, width, channels = image.shape
+    pad = AUGMENT_PADDING
+    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    seeds = tf.random.experimental.stateless_split(seed, num=2)
+    image = tf.image.stateless_random_crop(
+        padded, [height, width, channels], seed=seeds[0]
+    )
+    return tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
+
+
+def train_dataset(images, labels, batch_size, seed, initial_epoch=0,
+                  augment=False):
     """Endless, seeded stream of shuffled training batches.
 
     The stream is a concatenation of passes over the data, each a full
@@ -269,6 +290,9 @@ def train_dataset(images, labels, batch_size, seed, initial_epoch=0):
     pass re-reads a file), only int64 indices are shuffled, images are
     gathered in parallel and batches are prefetched while the previous step
     runs.
+
+    augment: apply `augment_image` to every training example (CIFAR),
+    seeded by (seed, pass index, example index).
 
     Returns:
         (dataset, steps_per_epoch) with steps_per_epoch = N // batch_size;
@@ -300,10 +324,20 @@ def train_dataset(images, labels, batch_size, seed, initial_epoch=0):
             tf.range(num_examples, dtype=tf.int64),
             seed=tf.stack([seed, pass_index]),
         )
-        return tf.data.Dataset.from_tensor_slices(permutation)
+        passes = tf.fill([num_examples], pass_index)
+        return tf.data.Dataset.from_tensor_slices((permutation, passes))
 
-    def gather(indices):
-        return tf.gather(images, indices), tf.gather(labels, indices)
+    def gather(indices, passes):
+        batch = tf.gather(images, indices)
+        if augment:
+            # One seed per example: (run seed + pass, example index).
+            seeds = tf.stack([seed * 1_000_003 + passes, indices], axis=1)
+            batch = tf.map_fn(
+                lambda args: augment_image(*args),
+                (batch, seeds),
+                fn_output_signature=batch.dtype,
+            )
+        return batch, tf.gather(labels, indices)
 
     indices = (
         tf.data.Dataset.counter(start=first_pass)

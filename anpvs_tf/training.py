@@ -364,6 +364,7 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths):
         train_config.batch_size,
         seed=train_config.seed,
         initial_epoch=initial_epoch,
+        augment=config.data.augment,
     )
     train_ds = distribute_batches(strategy, train_ds, train_config.batch_size)
     monitor = config.data.monitor_examples

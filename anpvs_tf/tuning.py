@@ -171,6 +171,7 @@ class ANPVSHyperModel(kt.HyperModel):
         train_ds, steps = data.train_dataset(
             images, labels, config.train.batch_size,
             seed=config.train.seed, initial_epoch=initial_epoch,
+            augment=config.data.augment,
         )
         validation_ds = data.eval_dataset(
             *self.validation_data, config.eval.batch_size

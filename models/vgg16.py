@@ -114,11 +114,11 @@ def _cifar_recipe(dataset, method, kl_weight, vs_weight):
     eps 8/255 with step 0.007 and 10 PGD steps for training; the KL is
     divided by the 50,000 training images; learning rates decay x0.1 at 50%
     and 80% of training (VGG). Epochs: 200, as for MNIST (the SPEC gives no
-    CIFAR figure).
+    CIFAR figure). Training images are padded, cropped and flipped.
     """
     attack = AttackConfig(epsilon=8 / 255, step_size=0.007, num_steps=10)
     return ExperimentConfig(
-        data=DataConfig(dataset=dataset, source="tfds"),
+        data=DataConfig(dataset=dataset, source="tfds", augment=True),
         model=dataclasses.replace(
             ExperimentConfig().model, architecture="vgg16"
         ),

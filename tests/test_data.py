@@ -343,3 +343,53 @@ def test_tfds_failures_become_data_errors(monkeypatch, tmp_path):
     message = str(error.value)
     assert "internet" in message and "no route to host" in message
     assert "--data_source=embedded or idx" in message
+
+
+def test_cifar_pipeline_augments_training_images_only():
+    """CIFAR through tfds (mocked: no download): [0, 1] floats of the right
+    shape; the training stream is padded, cropped and flipped, evaluation
+    batches are the images themselves."""
+    import tensorflow_datasets as tfds
+
+    with tfds.testing.mock_data(num_examples=16):
+        images, labels = data.load_arrays("cifar10", "train", "tfds")
+    assert images.shape == (16, 32, 32, 3) and images.dtype == np.float32
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert labels.min() >= 0 and labels.max() < 10
+
+    evaluated = np.concatenate(
+        [x.numpy() for x, _ in data.eval_dataset(images, labels, 8)])
+    np.testing.assert_array_equal(evaluated, images)
+
+    def first_pass(augment, seed=0):
+        stream, steps = data.train_dataset(
+            images, labels, 8, seed=seed, augment=augment)
+        return [(x.numpy(), y.numpy()) for x, y in stream.take(steps)]
+
+    plain, augmented = first_pass(False), first_pass(True)
+    for (x, y), (x_aug, y_aug) in zip(plain, augmented, strict=True):
+        np.testing.assert_array_equal(y, y_aug)  # same order, same labels
+        assert x_aug.shape == x.shape and x_aug.dtype == np.float32
+        assert x_aug.min() >= 0.0 and x_aug.max() <= 1.0
+    changed = [
+        not np.array_equal(a, b)
+        for (x, _), (x_aug, _) in zip(plain, augmented, strict=True)
+        for a, b in zip(x, x_aug, strict=True)
+    ]
+    assert sum(changed) >= 12  # nearly every image is moved or flipped
+    # Seeded: the same crops and flips again, others with another seed.
+    for (x, _), (again, _) in zip(augmented, first_pass(True), strict=True):
+        np.testing.assert_array_equal(x, again)
+    assert not np.array_equal(augmented[0][0], first_pass(True, seed=1)[0][0])
+
+
+def test_augmented_stream_resumes_exactly():
+    rng = np.random.RandomState(0)
+    images = rng.uniform(size=(12, 32, 32, 3)).astype("float32")
+    labels = rng.randint(0, 10, 12)
+    full, steps = data.train_dataset(images, labels, 4, seed=7, augment=True)
+    resumed, _ = data.train_dataset(
+        images, labels, 4, seed=7, initial_epoch=2, augment=True)
+    expected = [x.numpy() for x, _ in full.skip(2 * steps).take(steps)]
+    actual = [x.numpy() for x, _ in resumed.take(steps)]
+    np.testing.assert_array_equal(np.stack(actual), np.stack(expected))
