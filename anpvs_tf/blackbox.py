@@ -46,6 +46,7 @@ def load_source(source, target_workdir, target_config, epochs=10,
             "data.source": target_config.data.source,
             "data.data_dir": target_config.data.data_dir,
             "data.train_examples": target_config.data.train_examples,
+            "data.test_examples": target_config.data.test_examples,
             "data.monitor_examples": 0,
         },
     )

@@ -116,3 +116,23 @@ def test_help_explains_every_flag():
                  "eot_samples", "output", "overwrite", "sanity_checks"):
         # Boolean flags read --[no]flag; each one is followed by its help.
         assert re.search(rf"--(\[no\])?{flag}: \S", result.stdout), flag
+
+
+def test_zoo_entry_source_is_trained_once_with_another_seed(workdirs):
+    from anpvs_tf.blackbox import load_source
+    from anpvs_tf.training import read_config
+
+    target_config = read_config(workdirs["target"])
+    logs = []
+    name, config, _ = load_source(
+        "lenet5_caffe_mnist_standard", workdirs["target"], target_config,
+        epochs=1, log=logs.append)
+    assert config.train.seed == target_config.train.seed + 1
+    assert config.data.train_examples == 256
+    assert "seed 1" in name
+    assert (workdirs["target"] / "blackbox_sources"
+            / "lenet5_caffe_mnist_standard_1ep" / "network.weights.h5"
+            ).exists()
+    load_source("lenet5_caffe_mnist_standard", workdirs["target"],
+                target_config, epochs=1, log=logs.append)
+    assert any("already trained" in line for line in logs)
