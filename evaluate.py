@@ -192,11 +192,11 @@ def main(argv):
     import models  # noqa: F401  (registers the zoo)
     from anpvs_tf import config as config_lib
     from anpvs_tf.blackbox import load_source
+    from anpvs_tf.classifier import Classifier
     from anpvs_tf.data import DATASET_INFO
     from anpvs_tf.reports import check_writable
     from anpvs_tf.reports import format_report
     from anpvs_tf.reports import write_report
-    from anpvs_tf.robustness import Classifier
     from anpvs_tf.sanity import warn_if_failed
     from anpvs_tf.suites import run_suite
     from anpvs_tf.training import load_split

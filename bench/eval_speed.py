@@ -51,9 +51,9 @@ def network_under_test():
 def main(argv):
     del argv
     import models  # noqa: F401
+    from anpvs_tf.classifier import Classifier
     from anpvs_tf.config import DataConfig
     from anpvs_tf.robustness import AttackSpec
-    from anpvs_tf.robustness import Classifier
     from anpvs_tf.robustness import RobustnessEvaluator
     from anpvs_tf.training import load_split
 

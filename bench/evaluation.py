@@ -85,7 +85,7 @@ def settings():
 
 def evaluate(name, source_dir, images, labels):
     """The full suite on one target (cached in runs_dir)."""
-    from anpvs_tf.robustness import Classifier
+    from anpvs_tf.classifier import Classifier
     from anpvs_tf.suites import run_suite
     from anpvs_tf.training import load_trained_model
 
@@ -111,7 +111,7 @@ def robust_source_transfer(name, target, images, labels):
     """Black-box accuracy with a robust model as the source."""
     import numpy as np
 
-    from anpvs_tf.robustness import Classifier
+    from anpvs_tf.classifier import Classifier
     from anpvs_tf.robustness import RobustnessEvaluator
     from anpvs_tf.robustness import vulnerability_summary
     from anpvs_tf.training import load_trained_model

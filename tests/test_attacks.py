@@ -76,7 +76,8 @@ def test_pgd_random_start_reproducible_for_fixed_seed(
     untrained_lenet, mnist_test_batch
 ):
     x, y = mnist_test_batch
-    kwargs = {"epsilon": 0.3, "step_size": 0.1, "num_steps": 1, "random_start": True}
+    kwargs = {"epsilon": 0.3, "step_size": 0.1, "num_steps": 1,
+              "random_start": True}
     logits_fn = _logits_fn(untrained_lenet)
     first = pgd_attack(
         logits_fn, x, y, seed_generator=keras.random.SeedGenerator(3), **kwargs

@@ -7,12 +7,12 @@ import pytest
 import tensorflow as tf
 
 from anpvs_tf import losses
+from anpvs_tf.classifier import Classifier
 from anpvs_tf.config import ConfigError
 from anpvs_tf.registry import build_network
 from anpvs_tf.reports import format_report
 from anpvs_tf.reports import write_report
 from anpvs_tf.robustness import AttackSpec
-from anpvs_tf.robustness import Classifier
 from anpvs_tf.robustness import RobustnessEvaluator
 from anpvs_tf.suites import SuiteSettings
 from anpvs_tf.suites import run_suite

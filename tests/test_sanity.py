@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from anpvs_tf import sanity
-from anpvs_tf.robustness import Classifier
+from anpvs_tf.classifier import Classifier
 from anpvs_tf.suites import SuiteSettings
 from anpvs_tf.suites import run_suite
 
