@@ -74,8 +74,15 @@ def test_mirrored_training_equals_single_device(tmp_path, mirrored_strategy):
     for name in ("loss", "ce_loss", "adv_ce_loss", "vs_loss", "kl_loss"):
         np.testing.assert_allclose(history[0][name], history[1][name],
                                    rtol=1e-4)
-    for key in ("clean_acc", "pgd_acc", "active_units"):
-        assert single[key] == mirrored[key]
+    assert single["active_units"] == mirrored["active_units"]
+    for key in ("clean_acc", "pgd_acc"):
+        assert_within_one_example(single, mirrored, key)
+
+
+def assert_within_one_example(expected, actual, key):
+    """Weights equal to float tolerance may still flip one borderline test
+    example; more than one is a real difference."""
+    assert abs(expected[key] - actual[key]) <= 1 / expected["test_examples"]
 
 
 def test_global_batch_must_split_evenly(tmp_path, mirrored_strategy):
@@ -181,9 +188,11 @@ def test_two_workers_train_the_same_weights(tmp_path):
     assert_same_weights(network_weights(tmp_path / "single"),
                         network_weights(workdir))
     results = json.loads((workdir / "results.json").read_text())
-    assert results["clean_acc"] == single["clean_acc"]
+    for key in ("clean_acc", "pgd_acc"):
+        assert_within_one_example(single, results, key)
 
 
+@pytest.mark.slow  # four train.py processes and a reference run: ~1 min
 def test_killed_worker_restarted_with_the_same_command_resumes(tmp_path):
     """Worker 1 is killed after epoch 1 of 3 (the chief then fails or is
     stopped, as a cluster manager would); both restarted with the same
