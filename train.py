@@ -31,6 +31,7 @@ OVERRIDES = {
     "beta": "loss.kl_weight",
     "kl_normalizer": "loss.kl_normalizer",
     "vs_weight": "loss.vs_weight",
+    "trades_beta": "loss.trades_weight",
     "method": "train.method",
     "epochs": "train.epochs",
     "batch_size": "train.batch_size",
@@ -47,6 +48,8 @@ OVERRIDES = {
 
 
 def define_flags():
+    from anpvs_tf.config import METHODS
+
     flags.DEFINE_string(
         "model", "lenet5_caffe_mnist_anp_vs",
         "Zoo entry (architecture_dataset_method) whose recipe to train; "
@@ -84,10 +87,15 @@ def define_flags():
         "Random 4-pixel pad-and-crop and horizontal flip of training "
         "images (default: the recipe's; on for CIFAR).")
     flags.DEFINE_enum(
-        "method", None, ["standard", "at", "bp", "anp", "anp_vs"],
-        "standard | at (PGD adversarial training) | bp (Beta-Bernoulli "
-        "pruning) | anp (adversarial pruning) | anp_vs (ANP + vulnerability "
-        "suppression). Default: the recipe's.")
+        "method", None, list(METHODS),
+        "standard | at (PGD adversarial training) | at_pretrained (AT "
+        "started from a trained standard model) | trades (TRADES: clean CE "
+        "+ --trades_beta x KL to the clean prediction) | bp "
+        "(Beta-Bernoulli pruning) | anp (adversarial pruning) | anp_vs (ANP "
+        "+ vulnerability suppression). Default: the recipe's.")
+    flags.DEFINE_float(
+        "trades_beta", None,
+        "TRADES' weight of KL(p(x) || p(x_adv)) (method trades; default 6).")
     flags.DEFINE_integer("epochs", None, "Training epochs.")
     flags.DEFINE_integer(
         "batch_size", None,

@@ -7,9 +7,12 @@ from dataclasses import field
 from anpvs_tf.data import DATASETS
 from anpvs_tf.data import SOURCES as DATA_SOURCES
 
-METHODS = ("standard", "at", "bp", "anp", "anp_vs")
+METHODS = ("standard", "at", "at_pretrained", "trades", "bp", "anp",
+           "anp_vs")
 GATED_METHODS = ("bp", "anp", "anp_vs")
-ADVERSARIAL_METHODS = ("at", "anp", "anp_vs")
+ADVERSARIAL_METHODS = ("at", "at_pretrained", "trades", "anp", "anp_vs")
+# Methods that start from a trained standard (base) model.
+FROM_BASE_METHODS = (*GATED_METHODS, "at_pretrained")
 STRATEGIES = ("default", "mirrored", "auto", "multi_worker")
 # Keras dtype policies; "none" trains in float32.
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
@@ -68,6 +71,8 @@ class LossConfig:
     # lambda: weight of the vulnerability suppression loss.
     vs_weight: float = 1e-3
     adv_weight: float = 2.0
+    # TRADES' beta: weight of KL(p(x) || p(x_adv)) (method "trades").
+    trades_weight: float = 6.0
     l2_weight: float = 1e-4
 
 

@@ -13,6 +13,8 @@ from anpvs_tf.config import AttackConfig
 from anpvs_tf.layers import gates_of
 from anpvs_tf.replicas import num_replicas
 from anpvs_tf.replicas import reducible_logs
+from anpvs_tf.trades import trades_attack
+from anpvs_tf.trades import trades_kl
 
 _TRAIN_METRICS = (
     "loss",
@@ -20,6 +22,7 @@ _TRAIN_METRICS = (
     "adv_ce_loss",
     "vs_loss",
     "kl_loss",
+    "trades_loss",
 )
 _ACCURACY_METRICS = ("clean_accuracy", "adv_accuracy")
 
@@ -27,9 +30,11 @@ _ACCURACY_METRICS = ("clean_accuracy", "adv_accuracy")
 class ANPVSModel(keras.Model):
     """Trains a zoo network with one of the methods of the paper's table.
 
-    methods: `standard` (clean CE), `at` (PGD adversarial training), `bp`
-    (Beta-Bernoulli gates, no adversary), `anp` (gates trained on the
-    adversarial loss) and `anp_vs` (anp + vulnerability suppression).
+    methods: `standard` (clean CE), `at` (PGD adversarial training),
+    `at_pretrained` (the same, started from a trained standard model),
+    `trades` (CE(x) + beta_T * KL(p(x) || p(x_adv)), x_adv from the TRADES
+    attack), `bp` (Beta-Bernoulli gates, no adversary), `anp` (gates trained
+    on the adversarial loss) and `anp_vs` (anp + vulnerability suppression).
 
     The gate parameters minimise CE(x_adv) + beta * KL / N (CE(x) for bp);
     the weights minimise (CE(x) + w * CE(x_adv)) / (1 + w) + beta * KL / N
@@ -44,6 +49,7 @@ class ANPVSModel(keras.Model):
         eval_attack: AttackConfig used by `evaluate` (test_step).
         kl_weight: beta. kl_normalizer: the N dividing the KL.
         vs_weight: lambda. adv_weight: w. l2_weight: weight decay.
+        trades_weight: TRADES' beta.
         seed: int seed of the attack's random start.
     """
 
@@ -58,6 +64,7 @@ class ANPVSModel(keras.Model):
         vs_weight=1e-3,
         adv_weight=2.0,
         l2_weight=1e-4,
+        trades_weight=6.0,
         seed=None,
         **kwargs,
     ):
@@ -83,6 +90,7 @@ class ANPVSModel(keras.Model):
         self.vs_weight = float(vs_weight)
         self.adv_weight = float(adv_weight)
         self.l2_weight = float(l2_weight)
+        self.trades_weight = float(trades_weight)
         self.seed = seed
         self.attack_seed_generator = keras.random.SeedGenerator(seed)
         # === Variables ===
@@ -169,6 +177,19 @@ class ANPVSModel(keras.Model):
             seed_generator=self.attack_seed_generator,
         )
 
+    def training_examples(self, x, y):
+        """The adversarial examples a method trains on (None: clean only)."""
+        if self.method == "trades":
+            return trades_attack(
+                lambda images: self._forward(images, False)["logits"],
+                x,
+                epsilon=self.attack.epsilon,
+                step_size=self.attack.step_size,
+                num_steps=self.attack.num_steps,
+                seed_generator=self.attack_seed_generator,
+            )
+        return self.craft(x, y, self.attack) if self.adversarial else None
+
     def active_units(self):
         """Gated units that survive pruning at inference, over all gates."""
         return tf.add_n([g.active_units() for g in self.gates])
@@ -196,9 +217,19 @@ class ANPVSModel(keras.Model):
             terms["vs_loss"] = losses.vulnerability(
                 clean["features"], adv["features"]
             )
-            weight_loss = (
-                terms["ce_loss"] + self.adv_weight * terms["adv_ce_loss"]
-            ) / (1.0 + self.adv_weight)
+            if self.method == "trades":
+                terms["trades_loss"] = trades_kl(
+                    clean["logits"], adv["logits"]
+                )
+                weight_loss = (
+                    terms["ce_loss"]
+                    + self.trades_weight * terms["trades_loss"]
+                )
+            else:
+                weight_loss = (
+                    terms["ce_loss"]
+                    + self.adv_weight * terms["adv_ce_loss"]
+                ) / (1.0 + self.adv_weight)
             gate_loss = terms["adv_ce_loss"]
             if self.method == "anp_vs":
                 weight_loss += self.vs_weight * terms["vs_loss"]
@@ -218,7 +249,7 @@ class ANPVSModel(keras.Model):
         # Gradients are summed over replicas: scale every term once.
         replicas = num_replicas()
         # The attack runs before the tape: nothing differentiates through it.
-        x_adv = self.craft(x, y, self.attack) if self.adversarial else None
+        x_adv = self.training_examples(x, y)
         with tf.GradientTape(persistent=bool(self.gates)) as tape:
             weight_loss, gate_loss, terms, logits = self._loss_terms(
                 x, y, x_adv

@@ -28,6 +28,7 @@ from anpvs_tf import config as config_lib
 from anpvs_tf import data
 from anpvs_tf import precision
 from anpvs_tf.callbacks import EpochCheckpoint
+from anpvs_tf.config import FROM_BASE_METHODS
 from anpvs_tf.config import GATED_METHODS
 from anpvs_tf.config import ConfigError
 from anpvs_tf.distribution import WorkerPaths
@@ -111,6 +112,7 @@ def _build_model(config, input_shape, num_classes, num_train_examples):
         kl_normalizer=config.loss.kl_normalizer or num_train_examples,
         vs_weight=config.loss.vs_weight,
         adv_weight=config.loss.adv_weight,
+        trades_weight=config.loss.trades_weight,
         l2_weight=config.loss.l2_weight,
         seed=config.train.seed,
     )
@@ -336,7 +338,7 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths):
         "whether a checkpoint exists",
     )
     base_dir = None
-    if not resuming and train_config.method in GATED_METHODS:
+    if not resuming and train_config.method in FROM_BASE_METHODS:
         # Before this run's model exists: the base trains on its own.
         base_dir = _base_workdir(config, workdir, log, verbose)
     keras.utils.set_random_seed(train_config.seed)

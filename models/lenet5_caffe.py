@@ -5,6 +5,7 @@ import dataclasses
 import keras
 from keras import layers
 
+from anpvs_tf.config import METHODS
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.config import DataConfig
 from anpvs_tf.config import EvalConfig
@@ -96,8 +97,7 @@ def _fashion_mnist_recipe(method):
     )
 
 
-_METHODS = ("standard", "at", "bp", "anp", "anp_vs")
-for _method in _METHODS:
+for _method in METHODS:
     register_experiment(f"lenet5_caffe_mnist_{_method}")(
         lambda method=_method: _mnist_recipe(method)
     )

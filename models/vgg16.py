@@ -5,6 +5,7 @@ import dataclasses
 import keras
 from keras import layers
 
+from anpvs_tf.config import METHODS
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.config import DataConfig
 from anpvs_tf.config import EvalConfig
@@ -140,7 +141,7 @@ def _cifar_recipe(dataset, method, kl_weight, vs_weight):
 _CIFAR_LOSS = {"cifar10": (2.0, 1e-4), "cifar100": (1.0, 0.1)}
 
 for _dataset, (_beta, _lambda) in _CIFAR_LOSS.items():
-    for _method in ("standard", "at", "bp", "anp", "anp_vs"):
+    for _method in METHODS:
         register_experiment(f"vgg16_{_dataset}_{_method}")(
             lambda d=_dataset, m=_method, b=_beta, v=_lambda:
             _cifar_recipe(d, m, b, v)
