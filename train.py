@@ -184,6 +184,9 @@ def resolve_config():
 
 def main(argv):
     del argv
+    import shlex
+    import sys
+
     import models  # noqa: F401  (registers the zoo)
     from anpvs_tf.registry import list_experiments
     from anpvs_tf.training import train
@@ -196,7 +199,9 @@ def main(argv):
     config = resolve_config()
     workdir = FLAGS.workdir or f"runs/{FLAGS.model}"
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
-    train(config, workdir, overwrite=FLAGS.overwrite, verbose=verbose)
+    command = shlex.join(["python", *sys.argv])
+    train(config, workdir, overwrite=FLAGS.overwrite, verbose=verbose,
+          command=command)
 
 
 if __name__ == "__main__":

@@ -113,6 +113,8 @@ def resolve_config():
 def main(argv):
     del argv
     import dataclasses
+    import shlex
+    import sys
 
     import tensorflow as tf
 
@@ -139,6 +141,7 @@ def main(argv):
         overwrite=FLAGS.overwrite,
         retrain_best=FLAGS.retrain_best,
         verbose=int(FLAGS.verbose),
+        command=shlex.join(["python", *sys.argv]),
     )
     best = report["trials"][0]
     print(f"best trial {best['trial_id']}: objective "

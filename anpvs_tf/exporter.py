@@ -12,11 +12,11 @@ from anpvs_tf import serving
 from anpvs_tf.complexity import complexity_report
 from anpvs_tf.complexity import count_complexity
 from anpvs_tf.pruning import compact_network
+from anpvs_tf.training import COMMAND_FILE
 from anpvs_tf.training import RESULTS_FILE
 from anpvs_tf.training import load_split
 from anpvs_tf.training import load_trained_model
 
-COMMAND_FILE = "command.txt"
 # The compact network must reproduce the gated one to this (issue 3).
 EQUIVALENCE_TOLERANCE = 1e-4
 

@@ -107,13 +107,15 @@ def _markdown(rows, default, objective):
 
 def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
                floors=None, strategy=None, overwrite=False,
-               retrain_best=True, log=print, verbose=0):
+               retrain_best=True, log=print, verbose=0, command=None):
     """Searches, reports, then retrains and exports the best trial.
 
     `config` is the recipe, with `train.epochs` the epochs of one trial and
     `data.validation_examples` > 0. Rerunning the same call resumes: the
     base model, finished trials, the default's score and the best model are
     reused, and only missing work is done.
+
+    `command` (the tune.py command line) is recorded with the best model.
 
     Returns the report dict also written to trials.json.
     """
@@ -171,7 +173,9 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
         best_config = hypermodel.config_for(best_hp)
         best_dir = project_dir / "best"
         log(f"Retraining the best trial ({best['trial_id']}) in {best_dir}")
-        train(best_config, best_dir, log=log, verbose=verbose)
+        train(best_config, best_dir, log=log, verbose=verbose,
+              command=command and f"{command}  # best trial "
+              f"{best['trial_id']}: {best['hyperparameters']}")
         if not (best_dir / "export").exists():
             export_workdir(best_dir)
         report["best_workdir"] = str(best_dir)

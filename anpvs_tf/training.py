@@ -6,6 +6,7 @@ Workdir layout:
     logs/                   TensorBoard
     history.csv             per-epoch metrics
     network.weights.h5      the trained network (written once training ends)
+    command.txt             the command line that started the run
     results.json, results.md  the final evaluation on the test set
     base/                   the base model a gated method starts from, when
                             none was given
@@ -45,6 +46,7 @@ from anpvs_tf.registry import build_network
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
+COMMAND_FILE = "command.txt"
 NETWORK_FILE = "network.weights.h5"
 
 
@@ -299,8 +301,12 @@ def _weights_digest(network):
     return digest.hexdigest()[:16]
 
 
-def train(config, workdir, overwrite=False, log=print, verbose="auto"):
+def train(config, workdir, overwrite=False, log=print, verbose="auto",
+          command=None):
     """Trains (or resumes) `config` in `workdir`; returns the results dict.
+
+    `command`, the command line that started the run, is kept in the
+    workdir (command.txt, for the export's model card).
 
     Under multi-worker training the chief returns the results and the
     other workers None.
@@ -312,17 +318,22 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto"):
     paths = WorkerPaths(strategy)
     try:
         return _train(config, Path(workdir), overwrite, log, verbose,
-                      strategy, paths)
+                      strategy, paths, command)
     finally:
         paths.cleanup()
 
 
-def _train(config, workdir, overwrite, log, verbose, strategy, paths):
+def _train(config, workdir, overwrite, log, verbose, strategy, paths,
+           command=None):
     # Data first: a run that fails on a bad --data_dir leaves no workdir
     # behind to conflict with the corrected command.
     train_images, train_labels = load_split(config.data, "train")
     test_images, test_labels = load_split(config.data, "test")
     _prepare_workdir(config, workdir, overwrite, paths.chief)
+    command_path = workdir / COMMAND_FILE
+    if command and paths.chief and not command_path.exists():
+        # The first command of the run; resuming repeats it.
+        command_path.write_text(command + "\n")
     # Nobody reads the workdir before the chief has prepared it.
     agree_across_workers(strategy, int(overwrite), "--overwrite")
     results_path = workdir / RESULTS_FILE

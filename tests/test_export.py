@@ -24,6 +24,9 @@ from tests.test_scripts import assert_one_line_error
 from tests.test_scripts import run_script
 
 
+TRAIN_COMMAND = "python train.py --epochs=1 --workdir=runs/tiny"
+
+
 @pytest.fixture(scope="module")
 def trained_workdir(tmp_path_factory):
     """A real (tiny) anp_vs run: 256 images, 1 epoch, 2-step PGD."""
@@ -42,7 +45,8 @@ def trained_workdir(tmp_path_factory):
         },
     )
     keras.utils.set_random_seed(0)
-    train(config, workdir, log=lambda *_: None, verbose=0)
+    train(config, workdir, log=lambda *_: None, verbose=0,
+          command=TRAIN_COMMAND)
     return workdir
 
 
@@ -72,6 +76,7 @@ def test_export_writes_every_artefact_and_an_honest_card(
     assert (card["method"], card["dataset"], card["epsilon"]) == (
         "anp_vs", "mnist", 0.3)
     assert card["test_examples"] == 200
+    assert card["train_command"] == TRAIN_COMMAND
     for name in (serving.SAVED_MODEL_DIR, serving.KERAS_FILE,
                  serving.TFLITE_FILE):
         assert card["files"][name] == serving.directory_bytes(
