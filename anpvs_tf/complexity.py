@@ -14,10 +14,10 @@ dropout, pooling) pass the same array object on. Each layer keeps references
 to its input and output arrays and the formulas are evaluated only at the
 end, when every gate has been applied.
 
-Supported networks are sequential chains of channels-last Conv2D, Dense,
-pooling, Flatten, BatchNormalization, activation, dropout and gate layers,
-which covers the zoo (LeNet-5-Caffe, VGG-16). Anything else raises, rather
-than be silently miscounted.
+Supported networks are single-input graphs of channels-last Conv2D, Dense,
+pooling, Flatten, BatchNormalization, activation, dropout, gate and Add
+layers, which covers the zoo (LeNet-5-Caffe, VGG-16, ResNet-18). Anything
+else raises, rather than be silently miscounted.
 """
 
 import dataclasses
@@ -132,30 +132,46 @@ def _gate_masks(network, active):
 
 
 def _walk(network, masks):
-    """Follows the alive arrays through the chain; returns the records."""
+    """Follows the alive arrays through the graph; returns the records.
+
+    Layers are visited in the functional graph's topological order with one
+    alive array per tensor, so branches and residual additions work: an
+    addition computes a channel that is alive in any of its inputs.
+    """
     records = []
-    alive = None
-    previous_output = None
+    alive_of = {}
+
+    def alive_in(tensor, layer):
+        if id(tensor) not in alive_of:
+            raise ValueError(
+                f"Layer '{layer.name}' consumes a tensor this walk has not "
+                "seen (nested models are not supported)."
+            )
+        return alive_of[id(tensor)]
+
     for layer in network.layers:
         if isinstance(layer, keras.Model):
             raise ValueError(
                 f"Nested models are not supported. Received: '{layer.name}'"
             )
         if isinstance(layer, keras.layers.InputLayer):
-            if alive is not None:
+            if alive_of:
                 raise ValueError("Only single-input networks are supported.")
             shape = _static_shape(layer.output, layer)
-            alive = np.ones(shape[-1], dtype=bool)
-            previous_output = layer.output
+            alive_of[id(layer.output)] = np.ones(shape[-1], dtype=bool)
             continue
-        if alive is None or layer.input is not previous_output:
-            # The alive array describes one tensor; branches or merges would
-            # need one array per tensor.
+        if isinstance(layer, keras.layers.Add):
+            inputs = [alive_in(t, layer) for t in layer.input]
+            alive = np.logical_or.reduce(inputs)
+            records.append(_Record(layer, alive, alive))
+            alive_of[id(layer.output)] = alive
+            continue
+        if isinstance(layer.input, (list, tuple)):
             raise ValueError(
-                "Only sequential chains are supported; layer "
-                f"'{layer.name}' does not consume the previous layer's output."
+                f"Cannot count layer '{layer.name}' of type "
+                f"{type(layer).__name__} (Add is the only merge supported)."
             )
-        previous_output = layer.output
+        alive = alive_in(layer.input, layer)
         if isinstance(layer, BetaBernoulliGate):
             mask = masks[layer.name]
             if mask.shape != alive.shape:
@@ -163,6 +179,8 @@ def _walk(network, masks):
                     f"Gate '{layer.name}' has {mask.shape[0]} units but its "
                     f"input has {alive.shape[0]} features."
                 )
+            # In place: the conv or dense layer that produced the tensor is
+            # charged only for the units the gate keeps.
             np.logical_and(alive, mask, out=alive)
         elif isinstance(layer, keras.layers.Conv2D):
             _check_channels_last(layer)
@@ -203,13 +221,12 @@ def _walk(network, masks):
                     f"Received: '{layer.name}' with axis={layer.axis}"
                 )
             records.append(_Record(layer, alive, alive))
-        elif isinstance(layer, _ELEMENTWISE_LAYERS):
-            pass
-        else:
+        elif not isinstance(layer, _ELEMENTWISE_LAYERS):
             raise ValueError(
                 f"Cannot count layer '{layer.name}' of type "
                 f"{type(layer).__name__}."
             )
+        alive_of[id(layer.output)] = alive
     return records
 
 
@@ -247,6 +264,11 @@ def _count_layer(record, is_classifier):
         _, h_in, w_in, _ = _static_shape(layer.input, layer)
         channels = int(record.outputs.sum())
         return h_in * w_in * channels, 0, 0
+    if isinstance(layer, keras.layers.Add):
+        # One addition per output element (not in SPEC's list, which has
+        # no residual networks).
+        _, h_out, w_out, _ = _static_shape(layer.output, layer)
+        return h_out * w_out * int(record.outputs.sum()), 0, 0
     if isinstance(layer, keras.layers.BatchNormalization):
         # gamma, beta, moving mean and variance: one of each per channel
         # (fewer when center/scale are off).

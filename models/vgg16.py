@@ -29,6 +29,8 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 # (a_raw = 2), ~0.24 on the two dense gates (a_raw = -1).
 CONV_GATE_INIT = 2.0
 DENSE_GATE_INIT = -1.0
+# beta (KL weight) and lambda (VS weight) per dataset (SPEC).
+CIFAR_LOSS = {"cifar10": (2.0, 1e-4), "cifar100": (1.0, 0.1)}
 
 
 def _conv_dropout(index, channels):
@@ -109,8 +111,8 @@ def vgg16(
     return keras.Model(inputs, network_outputs(logits, features), name=name)
 
 
-def _cifar_recipe(dataset, method, kl_weight, vs_weight):
-    """The paper's CIFAR hyper-parameters (SPEC).
+def cifar_recipe(architecture, dataset, method):
+    """The paper's CIFAR hyper-parameters (SPEC) for `architecture`.
 
     eps 8/255 with step 0.007 and 10 PGD steps for training; the KL is
     divided by the 50,000 training images; learning rates decay x0.1 at 50%
@@ -118,10 +120,11 @@ def _cifar_recipe(dataset, method, kl_weight, vs_weight):
     CIFAR figure). Training images are padded, cropped and flipped.
     """
     attack = AttackConfig(epsilon=8 / 255, step_size=0.007, num_steps=10)
+    kl_weight, vs_weight = CIFAR_LOSS[dataset]
     return ExperimentConfig(
         data=DataConfig(dataset=dataset, source="tfds", augment=True),
         model=dataclasses.replace(
-            ExperimentConfig().model, architecture="vgg16"
+            ExperimentConfig().model, architecture=architecture
         ),
         attack=attack,
         loss=LossConfig(
@@ -137,12 +140,8 @@ def _cifar_recipe(dataset, method, kl_weight, vs_weight):
     )
 
 
-# beta and lambda per dataset (SPEC).
-_CIFAR_LOSS = {"cifar10": (2.0, 1e-4), "cifar100": (1.0, 0.1)}
-
-for _dataset, (_beta, _lambda) in _CIFAR_LOSS.items():
+for _dataset in CIFAR_LOSS:
     for _method in METHODS:
         register_experiment(f"vgg16_{_dataset}_{_method}")(
-            lambda d=_dataset, m=_method, b=_beta, v=_lambda:
-            _cifar_recipe(d, m, b, v)
+            lambda d=_dataset, m=_method: cifar_recipe("vgg16", d, m)
         )

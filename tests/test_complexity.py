@@ -366,10 +366,32 @@ def test_bad_active_raises(gated_lenet, active, message):
         count_complexity(gated_lenet, active=active)
 
 
-def test_branching_network_raises():
+def test_residual_addition_counts_channels_alive_in_any_branch():
+    inputs = keras.Input(shape=(8, 8, 1))
+    branch = keras.layers.Conv2D(4, 3, padding="same", name="branch")(inputs)
+    branch = BetaBernoulliGate(name="branch_gate")(branch)
+    shortcut = keras.layers.Conv2D(4, 1, name="shortcut")(inputs)
+    added = keras.layers.Add(name="add")([branch, shortcut])
+    logits = keras.layers.Dense(2, name="fc")(
+        keras.layers.Flatten()(added))
+    network = keras.Model(inputs, logits)
+    keep = np.array([True, False, True, True])
+    size = count_complexity(network, active={"branch_gate": keep})
+    # branch: 3 of 4 filters; shortcut: 4; the sum has all 4 channels.
+    assert size.params == (9 * 3 + 3) + (4 + 4) + (256 * 2 + 2)
+    assert size.flops == (
+        3 * 64 * (2 * 9 - 1 + 2)      # branch conv
+        + 4 * 64 * (2 * 1 - 1 + 2)    # shortcut conv
+        + 4 * 64                      # the addition
+        + (2 * 256 - 1) * 2 + 2       # classifier (no ReLU)
+    )
+
+
+def test_concatenation_is_refused():
     inputs = keras.Input(shape=(4,))
     left = keras.layers.Dense(3, name="left")(inputs)
     right = keras.layers.Dense(3, name="right")(inputs)
-    network = keras.Model(inputs, keras.layers.Add()([left, right]))
-    with pytest.raises(ValueError, match="sequential chains"):
+    network = keras.Model(
+        inputs, keras.layers.Concatenate(name="concat")([left, right]))
+    with pytest.raises(ValueError, match="Cannot count layer 'concat'"):
         count_complexity(network)

@@ -13,7 +13,7 @@ from anpvs_tf.registry import get_experiment
 from anpvs_tf.registry import list_experiments
 from anpvs_tf.training import build_model
 
-GATED_UNITS = {"lenet5_caffe": 1370, "vgg16": 5248}
+GATED_UNITS = {"lenet5_caffe": 1370, "vgg16": 5248, "resnet18": 5312}
 
 
 def tiny_batch(dataset, size=4):
