@@ -7,6 +7,7 @@ so the learning rates of a recipe hold unchanged on 1, 2 or 16 replicas
 """
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -139,13 +140,23 @@ class WorkerPaths:
     Every worker must run the same saving code (a checkpoint save reads
     variables, which may need all workers), but only the chief's files are
     kept: the others write into a temporary folder, removed by `cleanup`.
+    The folder is named after the worker and the workdir, so a worker that
+    was killed (no cleanup) and restarted reuses and clears its own.
     """
 
-    def __init__(self, strategy):
+    def __init__(self, strategy, workdir):
         self.chief = is_chief(strategy)
-        self._scratch = None if self.chief else tempfile.mkdtemp(
-            prefix=f"anpvs-worker{strategy.cluster_resolver.task_id}-"
-        )
+        self._scratch = None
+        if not self.chief:
+            run = hashlib.sha1(
+                os.path.abspath(workdir).encode()
+            ).hexdigest()[:12]
+            self._scratch = os.path.join(
+                tempfile.gettempdir(),
+                f"anpvs-worker{strategy.cluster_resolver.task_id}-{run}",
+            )
+            self.cleanup()
+            os.makedirs(self._scratch)
 
     def __call__(self, path):
         if self.chief:

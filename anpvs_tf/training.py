@@ -315,7 +315,7 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
     # happen before any op runs.
     strategy = make_strategy(config.train.strategy)
     check_global_batch(strategy, config.train.batch_size)
-    paths = WorkerPaths(strategy)
+    paths = WorkerPaths(strategy, workdir)
     try:
         return _train(config, Path(workdir), overwrite, log, verbose,
                       strategy, paths, command)

@@ -201,6 +201,7 @@ def test_killed_worker_restarted_with_the_same_command_resumes(tmp_path):
     workdir = tmp_path / "run"
     flags = run_flags("lenet5_caffe_mnist_at", 3)
     cluster = tf_configs(2)
+    scratch_before = worker_scratch_dirs()
     with train_processes(worker_runs(workdir, flags, tmp_path, cluster),
                          TIMEOUT) as (processes, deadline):
         wait_for_checkpoint(workdir, processes, deadline)
@@ -218,6 +219,8 @@ def test_killed_worker_restarted_with_the_same_command_resumes(tmp_path):
     for process in processes:
         assert "Resuming from" in process.output, outputs
     assert len(set(digests(processes))) == 1, outputs
+    # The killed worker's scratch folder was reused and then removed.
+    assert worker_scratch_dirs() == scratch_before
 
     train(run_config("lenet5_caffe_mnist_at", 3), tmp_path / "single",
           verbose=0)
