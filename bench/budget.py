@@ -1,0 +1,115 @@
+"""Shared by the same-budget benchmarks (mnist_budget.py, fashion_budget.py):
+train each method of a list with the same epochs, then compare them.
+
+A method's run is (zoo method, config overrides); gated methods start from
+the benchmark's own standard run. Runs resume when interrupted.
+"""
+
+import json
+from pathlib import Path
+
+KEYS = ("clean_acc", "pgd40_acc", "vulnerability", "unit_sparsity",
+        "memory_pct", "flops_speedup", "params", "train_seconds")
+
+
+def run_method(entry_prefix, method, overrides, runs_dir, name, epochs,
+               monitor_examples):
+    """Trains `<entry_prefix>_<method>` with the overrides; returns results."""
+    from anpvs_tf import config as config_lib
+    from anpvs_tf.config import FROM_BASE_METHODS
+    from anpvs_tf.registry import get_experiment
+    from anpvs_tf.training import train
+
+    runs_dir = Path(runs_dir)
+    if method in FROM_BASE_METHODS:
+        # Starts from the standard model of the same budget.
+        overrides = {**overrides,
+                     "train.base_workdir": str(runs_dir / "standard")}
+    config = config_lib.replace(
+        get_experiment(f"{entry_prefix}_{method}"),
+        **{
+            "train.epochs": epochs,
+            "data.monitor_examples": monitor_examples,
+            **overrides,
+        },
+    )
+    results = train(config, runs_dir / name, verbose=2)
+    results["pgd40_acc"] = results["pgd_acc"]
+    return results
+
+
+def checks(at, candidate):
+    """The issues' acceptance checks of a pruned candidate against AT."""
+    return {
+        "anp_vs_pgd40_at_least_at_minus_1pt":
+            candidate["pgd40_acc"] >= at["pgd40_acc"] - 0.01,
+        "anp_vs_vulnerability_below_at":
+            candidate["vulnerability"] < at["vulnerability"],
+        "anp_vs_unit_sparsity_at_least_50pct":
+            candidate["unit_sparsity"] >= 50,
+        "anp_vs_clean_within_1pt_of_at":
+            abs(candidate["clean_acc"] - at["clean_acc"]) <= 0.01,
+    }
+
+
+def report(results, methods, supplementary, epochs, first="standard"):
+    """The JSON report: per-method KEYS, supplementary runs, checks."""
+    summary = {
+        "epochs": epochs,
+        "train_examples": results[first]["train_examples"],
+        "test_examples": results[first]["test_examples"],
+        "methods": {name: {key: results[name][key] for key in KEYS}
+                    for name in methods},
+        "supplementary": {
+            name: {**{key: results[name][key] for key in KEYS},
+                   "note": note}
+            for name, note in supplementary.items()
+        },
+    }
+    at = summary["methods"]["at"]
+    summary["checks"] = checks(at, summary["methods"]["anp_vs"])
+    summary["checks_supplementary"] = {
+        name: checks(at, entry)
+        for name, entry in summary["supplementary"].items()
+    }
+    return summary
+
+
+def markdown(summary, title):
+    lines = [
+        title,
+        "",
+        "| method | clean % | PGD-40 % | vulnerability | unit sparsity % "
+        "| memory % | FLOPs x | params | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = {**summary["methods"],
+            **{f"{name} (supplementary)": entry
+               for name, entry in summary["supplementary"].items()}}
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | {100 * r['clean_acc']:.2f} | "
+            f"{100 * r['pgd40_acc']:.2f} | {r['vulnerability']:.4f} | "
+            f"{r['unit_sparsity']:.2f} | {r['memory_pct']:.2f} | "
+            f"{r['flops_speedup']:.2f} | {r['params']:,} | "
+            f"{r['train_seconds']:.0f} |"
+        )
+    lines += ["", "| check | passed |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in summary["checks"].items()]
+    lines += [f"| supplementary {name}: {k} | {v} |"
+              for name, found in summary["checks_supplementary"].items()
+              for k, v in found.items()]
+    if summary["supplementary"]:
+        lines += ["", "Supplementary runs:"]
+        lines += [f"- {name}: {entry['note']}."
+                  for name, entry in summary["supplementary"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def write(summary, output, title):
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    text = markdown(summary, title)
+    output.with_suffix(".md").write_text(text)
+    print(text)
