@@ -216,6 +216,10 @@ def make_tuner(name, hypermodel, directory, max_trials, epochs, seed,
     if name == "hyperband":
         # Hyperband sizes its brackets from the epoch budget, not a count.
         return kt.Hyperband(max_epochs=epochs, **common)
+    if name == "bayesian":
+        # keras-tuner's default, 3 random points per hyper-parameter (18),
+        # would leave a budget of 8-10 trials entirely random.
+        common["num_initial_points"] = max(2, max_trials // 3)
     return _TUNERS[name](max_trials=max_trials, **common)
 
 

@@ -154,3 +154,5 @@ def test_every_tuner_choice_can_be_made(name, tmp_path):
                               epochs=4, seed=0)
     assert tuner.oracle.objective.name == tuning.OBJECTIVE
     assert tuner.oracle.objective.direction == "max"
+    if name == "bayesian":  # not all random within a small budget
+        assert tuner.oracle.num_initial_points == 2
