@@ -14,12 +14,11 @@ from anpvs_tf.layers import GatePlacer
 from anpvs_tf.layers import network_outputs
 from anpvs_tf.registry import register_experiment
 from anpvs_tf.registry import register_model
-from .vgg16 import CIFAR_LOSS
-from .vgg16 import CIFAR_MEAN
-from .vgg16 import CIFAR_STD
-from .vgg16 import CONV_GATE_INIT
-from .vgg16 import DENSE_GATE_INIT
-from .vgg16 import cifar_recipe
+
+from .cifar import CIFAR_LOSS
+from .cifar import cifar_recipe
+from .cifar import gate_inits
+from .cifar import standardise
 
 STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (channels, first stride)
 BLOCKS_PER_STAGE = 2
@@ -47,19 +46,10 @@ def resnet18(
     4,800 conv gates + 512. Conv gates start nearly open (a_raw = 2, as the
     paper's VGG conv gates), the dense one at -1.
     """
-    gate = GatePlacer(
-        gated,
-        CONV_GATE_INIT if gate_concentration1_init is None
-        else gate_concentration1_init,
-        gate_concentration0_init,
-        seed,
-    )
+    conv_gate_init, dense_gate_init = gate_inits(gate_concentration1_init)
+    gate = GatePlacer(gated, conv_gate_init, gate_concentration0_init, seed)
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Rescaling(
-        scale=[1.0 / s for s in CIFAR_STD],
-        offset=[-m / s for m, s in zip(CIFAR_MEAN, CIFAR_STD, strict=True)],
-        name="standardise",
-    )(inputs)
+    x = standardise(inputs)
     x = gate(_conv(x, 64, 3, 1, "stem"), "stem_gate")
     features = {}
     for stage, (channels, first_stride) in enumerate(STAGES, start=1):
@@ -86,9 +76,7 @@ def resnet18(
     x = layers.BatchNormalization(name="final_bn")(x)
     x = layers.ReLU(name="final_relu")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = features["pool"] = gate(x, "pool_gate", DENSE_GATE_INIT
-                                if gate_concentration1_init is None
-                                else gate_concentration1_init)
+    x = features["pool"] = gate(x, "pool_gate", dense_gate_init)
     logits = layers.Dense(num_classes, name="classifier")(x)
     name = "resnet18_gated" if gated else "resnet18"
     return keras.Model(inputs, network_outputs(logits, features), name=name)

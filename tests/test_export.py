@@ -10,19 +10,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anpvs_tf import config as config_lib
 from anpvs_tf import serving
 from anpvs_tf.exporter import ExportVerificationError
 from anpvs_tf.exporter import verify_equivalence
 from anpvs_tf.pruning import compact_network
 from anpvs_tf.registry import build_network
-from anpvs_tf.registry import get_experiment
 from anpvs_tf.training import load_trained_model
 from anpvs_tf.training import train
 from tests.test_pruning import prune_at_random
 from tests.test_scripts import assert_one_line_error
 from tests.test_scripts import run_script
-
+from tests.tiny_runs import run_config
 
 TRAIN_COMMAND = "python train.py --epochs=1 --workdir=runs/tiny"
 
@@ -31,19 +29,10 @@ TRAIN_COMMAND = "python train.py --epochs=1 --workdir=runs/tiny"
 def trained_workdir(tmp_path_factory):
     """A real (tiny) anp_vs run: 256 images, 1 epoch, 2-step PGD."""
     workdir = tmp_path_factory.mktemp("run") / "anp_vs"
-    config = config_lib.replace(
-        get_experiment("lenet5_caffe_mnist_anp_vs"),
-        **{
-            "data.train_examples": 256,
-            "data.test_examples": 200,
-            "data.monitor_examples": 0,
-            "train.epochs": 1,
-            "train.base_epochs": 1,
-            "train.batch_size": 64,
-            "attack.num_steps": 2,
-            "eval.attack.num_steps": 2,
-        },
-    )
+    config = run_config("lenet5_caffe_mnist_anp_vs", 1, **{
+        "data.train_examples": 256, "data.test_examples": 200,
+        "data.monitor_examples": 0, "train.batch_size": 64,
+    })
     keras.utils.set_random_seed(0)
     train(config, workdir, log=lambda *_: None, verbose=0,
           command=TRAIN_COMMAND)

@@ -12,6 +12,7 @@ from anpvs_tf.config import ConfigError
 from anpvs_tf.registry import get_experiment
 from anpvs_tf.search import run_search
 from anpvs_tf.training import load_split
+from tests.tiny_runs import run_config
 
 
 def test_objective_ranks_every_feasible_trial_above_every_other():
@@ -81,20 +82,10 @@ def test_default_hyperparameters_are_the_recipe():
 
 @pytest.fixture(scope="module")
 def tiny_search(tmp_path_factory):
-    config = config_lib.replace(
-        get_experiment("lenet5_caffe_mnist_anp_vs"),
-        **{
-            "data.train_examples": 128,
-            "data.validation_examples": 64,
-            "data.test_examples": 64,
-            "data.monitor_examples": 0,
-            "train.epochs": 1,
-            "train.base_epochs": 1,
-            "train.batch_size": 64,
-            "attack.num_steps": 2,
-            "eval.attack.num_steps": 2,
-        },
-    )
+    config = run_config("lenet5_caffe_mnist_anp_vs", 1, **{
+        "data.validation_examples": 64, "data.test_examples": 64,
+        "data.monitor_examples": 0, "train.batch_size": 64,
+    })
     project = tmp_path_factory.mktemp("search")
     report = run_search(
         config, project, tuner="random", max_trials=2,
