@@ -8,8 +8,8 @@ Samples beta, lambda, the gate and weight learning rates, the training PGD
 steps and the gate initialisation around the --model recipe. Each trial
 starts from one base model and is scored on --validation_examples training
 images held out of every trial's training data (never the test set): its
-robust validation accuracy if it reaches the size floors, a negative score
-otherwise (see anpvs_tf/tuning.py). Writes into --project_dir the trial
+robust validation accuracy, discounted by (achieved / floor)^2 for each size
+floor it misses (see anpvs_tf/tuning.py). Writes into --project_dir the trial
 table (trials.json, trials.md), the Pareto front plot (pareto.png), the
 best hyper-parameters, and the best trial retrained by train.py's code path
 (best/) and exported by export.py's (best/export/). Run the same command

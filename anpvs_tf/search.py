@@ -62,8 +62,8 @@ def plot_pareto(rows, default, path):
     axes.scatter(
         [r["flops_speedup"] for r in rows],
         [100 * r["robust_val_acc"] for r in rows],
-        c=["tab:blue" if r[tuning.OBJECTIVE] >= 0 else "tab:gray"
-           for r in rows],
+        c=["tab:blue" if r[tuning.OBJECTIVE] >= r["robust_val_acc"]
+           else "tab:gray" for r in rows],
         label="trials (grey: below the size floors)",
     )
     axes.plot(
@@ -143,7 +143,10 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
         f"{config.train.epochs} epochs) in {project_dir / 'search'}")
     search.search(verbose=verbose)
     default = score_default(hypermodel, project_dir / "default.json")
-    rows = tuning.trial_rows(search)
+    default[tuning.OBJECTIVE] = tuning.objective_value(
+        default["robust_val_acc"], default["unit_sparsity"],
+        default["flops_speedup"], floors)
+    rows = tuning.trial_rows(search, floors)
     if not rows:
         raise RuntimeError("no trial finished; see the errors above")
     objective = floors.describe()

@@ -7,13 +7,13 @@ one base model trained before the search) and scores it on a validation
 split carved out of the training data (`DataConfig.validation_examples`):
 never the test set, never an example the trials train on.
 
-Objective (maximised), from the validation numbers after each epoch:
-- a trial that meets the floors (unit sparsity >= min_sparsity %, FLOPs
-  speed-up >= min_flops_speedup) scores its robust validation accuracy,
-  in [0, 1];
-- one that misses them scores mean(achieved / floor over the floors it
-  misses) - 1, in [-1, 0): below every feasible trial, and higher the closer
-  it gets, which gives the Bayesian tuner a slope to follow.
+Objective (maximised), from the validation numbers after each epoch: the
+robust validation accuracy, multiplied by (achieved / floor)^2 for each size
+floor the trial misses (unit sparsity >= min_sparsity %, FLOPs speed-up >=
+min_flops_speedup). A trial that meets the floors scores its robust
+accuracy; one that misses them is discounted smoothly, so a strong network
+just short of the floor still outranks one that meets it by collapsing to
+chance (a hard floor would rank that collapse first).
 """
 
 import dataclasses
@@ -44,26 +44,23 @@ class Floors:
 
     def describe(self):
         return (
-            "robust validation accuracy (PGD, training eps) if unit "
-            f"sparsity >= {self.min_sparsity:g} % and FLOPs speed-up >= "
-            f"{self.min_flops_speedup:g}x; otherwise mean(achieved / floor "
-            "over the missed floors) - 1, in [-1, 0)"
+            "robust validation accuracy (PGD, training eps) x (achieved / "
+            "floor)^2 for each missed floor: unit sparsity >= "
+            f"{self.min_sparsity:g} %, FLOPs speed-up >= "
+            f"{self.min_flops_speedup:g}x"
         )
 
 
 def objective_value(robust_accuracy, unit_sparsity, flops_speedup, floors):
     """The search objective of one set of validation numbers."""
-    shortfalls = [
-        achieved / floor
-        for achieved, floor in (
-            (unit_sparsity, floors.min_sparsity),
-            (flops_speedup, floors.min_flops_speedup),
-        )
-        if floor > 0 and achieved < floor
-    ]
-    if not shortfalls:
-        return float(robust_accuracy)
-    return float(sum(shortfalls) / len(shortfalls) - 1.0)
+    value = float(robust_accuracy)
+    for achieved, floor in (
+        (unit_sparsity, floors.min_sparsity),
+        (flops_speedup, floors.min_flops_speedup),
+    ):
+        if floor > 0 and achieved < floor:
+            value *= (max(achieved, 0.0) / floor) ** 2
+    return value
 
 
 class ValidationObjective(keras.callbacks.Callback):
@@ -223,30 +220,41 @@ def make_tuner(name, hypermodel, directory, max_trials, epochs, seed,
     return _TUNERS[name](max_trials=max_trials, **common)
 
 
-def trial_rows(tuner):
-    """One row per finished trial, at the epoch keras-tuner scored best."""
+def trial_rows(tuner, floors):
+    """One row per finished trial, at its best epoch under `floors`.
+
+    The objective is recomputed from the recorded validation numbers, so
+    the table follows the current definition whatever the search ran with.
+    """
     rows = []
     for trial in tuner.oracle.trials.values():
         if trial.status != "COMPLETED":
             continue
-        step = trial.best_step
-        row = {
+        history = {
+            name: {
+                observation.step: float(observation.mean())
+                for observation in trial.metrics.get_history(name)
+            }
+            for name in ("clean_val_acc", "robust_val_acc",
+                         "unit_sparsity", "flops_speedup")
+        }
+        epochs = [{name: values[step] for name, values in history.items()}
+                  for step in sorted(history["robust_val_acc"])]
+        for epoch in epochs:
+            epoch[OBJECTIVE] = objective_value(
+                epoch["robust_val_acc"], epoch["unit_sparsity"],
+                epoch["flops_speedup"], floors)
+        best = max(epochs, key=lambda epoch: epoch[OBJECTIVE])
+        rows.append({
             "trial_id": trial.trial_id,
             "hyperparameters": {
                 k: v for k, v in trial.hyperparameters.values.items()
                 if not k.startswith("tuner/")
             },
-        }
-        for name in ("clean_val_acc", "robust_val_acc", "unit_sparsity",
-                     "flops_speedup", OBJECTIVE):
-            by_step = {
-                observation.step: observation.mean()
-                for observation in trial.metrics.get_history(name)
-            }
-            row[name] = float(by_step[step])
-        rows.append(row)
-    # Ties (e.g. several trials short of the floors by as much) are broken
-    # by robust accuracy, then trial id: the same order after a resume.
+            **best,
+        })
+    # Ties are broken by robust accuracy, then trial id: the same order
+    # after a resume.
     return sorted(rows, key=lambda r: (
         -r[OBJECTIVE], -r["robust_val_acc"], r["trial_id"]))
 

@@ -4,8 +4,8 @@ Runs tune.py's search (anpvs_tf.search.run_search) for the
 lenet5_caffe_mnist_anp_vs recipe on the embedded 5k MNIST training images,
 1,000 of them held out for validation, and scores the recipe's own
 hyper-parameters the same way. The objective is robust validation accuracy
-(PGD-20 at the training eps) for trials with at least --min_sparsity %
-unit sparsity, negative below it (anpvs_tf/tuning.py).
+(PGD-20 at the training eps), multiplied by (sparsity / --min_sparsity)^2
+when a trial prunes less than that (anpvs_tf/tuning.py).
 
     python bench/tuning.py                 # about an hour on 2 cores
 
