@@ -74,7 +74,9 @@ def plot_pareto(rows, default, path):
     axes.scatter([default["flops_speedup"]],
                  [100 * default["robust_val_acc"]],
                  marker="*", s=200, c="tab:red", label="recipe default")
-    axes.set_xlabel("FLOPs speed-up (x)")
+    # Log scale: a network pruned to (almost) nothing has a huge speed-up.
+    axes.set_xscale("log")
+    axes.set_xlabel("FLOPs speed-up (x, log scale)")
     axes.set_ylabel("robust validation accuracy (%)")
     axes.legend(loc="best", fontsize=8)
     axes.grid(alpha=0.3)

@@ -70,6 +70,7 @@ def main(argv):
         max_trials=FLAGS.max_trials,
         floors=Floors(min_sparsity=FLAGS.min_sparsity),
         verbose=0,
+        command="python bench/tuning.py " + " ".join(sys.argv[1:]),
     )
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
