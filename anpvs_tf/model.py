@@ -194,13 +194,18 @@ class ANPVSModel(keras.Model):
         """Gated units that survive pruning at inference, over all gates."""
         return tf.add_n([g.active_units() for g in self.gates])
 
-    def unit_sparsity(self):
-        """Percentage of gated units pruned at inference (0 if ungated)."""
+    def unit_sparsity(self, active_units=None):
+        """Percentage of gated units pruned at inference (0 if ungated).
+
+        `active_units`, when the caller has it, saves recomputing it.
+        """
         if not self.gates:
             return tf.constant(0.0)
+        if active_units is None:
+            active_units = self.active_units()
         total = sum(g.units for g in self.gates)
         # Integer difference first: 1 - active / total leaves float noise.
-        pruned = total - self.active_units()
+        pruned = total - active_units
         return 100.0 * tf.cast(pruned, tf.float32) / total
 
     def _loss_terms(self, x, y, x_adv=None):
@@ -295,8 +300,9 @@ class ANPVSModel(keras.Model):
             for name in (*terms, *logits)
         }
         if self.gates:
-            logs["sparsity"] = self.unit_sparsity()
+            # Every gate's keep probability, once per step.
             logs["active_units"] = self.active_units()
+            logs["sparsity"] = self.unit_sparsity(logs["active_units"])
         return reducible_logs(logs)
 
     def set_eval_attack(self, attack):
