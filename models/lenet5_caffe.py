@@ -16,6 +16,7 @@ from anpvs_tf.layers import GatePlacer
 from anpvs_tf.layers import network_outputs
 from anpvs_tf.registry import register_experiment
 from anpvs_tf.registry import register_model
+from anpvs_tf.stem_conv import StemConv2D
 
 
 @register_model("lenet5_caffe")
@@ -39,7 +40,7 @@ def lenet5_caffe(
         seed,
     )
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Conv2D(20, 5, name="conv1")(inputs)
+    x = StemConv2D(20, 5, name="conv1")(inputs)
     x = gate(x, "conv1_gate")
     conv1 = x = layers.ReLU(name="conv1_relu")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)
