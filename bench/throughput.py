@@ -63,9 +63,11 @@ flags.DEFINE_integer("batch_size", 64, "Batch size.")
 flags.DEFINE_string("output", "bench/results/throughput",
                     "Output path without extension (.json and .md).")
 flags.DEFINE_list(
-    "sections", ["default", "mirrored_2cpu", "gpu"],
+    "sections", ["default", "mirrored_2cpu", "gpu", "ceiling"],
     "Configurations to time: default (one CPU device), mirrored_2cpu "
-    "(MirroredStrategy over 2 logical CPUs), gpu (skipped without a GPU).")
+    "(MirroredStrategy over 2 logical CPUs), gpu (skipped without a GPU), "
+    "ceiling (each conv / matmul kernel alone: the best share of peak a "
+    "train step made of them could reach).")
 FLAGS = flags.FLAGS
 
 METHODS = ("at", "anp_vs")
@@ -177,6 +179,146 @@ def time_methods(make, dataset, place):
     return report, trainers[0][1]
 
 
+CALLS_PER_FUNCTION = 10
+
+
+def _layer_kernels(layer, batch):
+    """(FLOPs of one forward, {pass: tf.function}) of a conv or dense
+    layer at `batch`: forward, backprop to the input, backprop to the
+    kernel. Each function runs its kernel CALLS_PER_FUNCTION times on
+    distinct inputs, so the per-call overhead of a function (~0.1 ms, as
+    long as fc2's whole kernel) is spread out."""
+    import numpy as np
+    import tensorflow as tf
+
+    from anpvs_tf import stem_conv
+
+    rng = np.random.default_rng(0)
+
+    def constants(*shape):
+        return [tf.constant(rng.standard_normal(shape).astype("float32"))
+                for _ in range(CALLS_PER_FUNCTION)]
+
+    kernel = layer.kernel.shape
+    in_shape = (batch, *layer.input.shape[1:])
+    out_shape = (batch, *layer.output.shape[1:])
+    xs, dys, ws = constants(*in_shape), constants(*out_shape), constants(
+        *kernel)
+    if hasattr(layer, "filters"):
+        strides = [1, layer.strides[0], layer.strides[1], 1]
+        padding = layer.padding.upper()
+
+        def to_input(x, dy, w):
+            if getattr(layer, "_fast_input_gradient", False):
+                # The kernel the train step runs for a stem (stem_conv.py).
+                pad = [0, 0] if padding == "VALID" else [
+                    stem_conv._same_padding(k) for k in layer.kernel_size]
+                return stem_conv._input_gradient(dy, w, *pad, *in_shape[1:3])
+            return tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=in_shape, filter=w, out_backprop=dy,
+                strides=strides, padding=padding)
+
+        passes = {
+            "forward": lambda x, dy, w: tf.nn.conv2d(x, w, strides, padding),
+            "to_input": to_input,
+            "to_kernel": lambda x, dy, w: tf.raw_ops.Conv2DBackpropFilter(
+                input=x, filter_sizes=kernel, out_backprop=dy,
+                strides=strides, padding=padding),
+        }
+        macs = int(np.prod(out_shape[1:])) * int(np.prod(kernel[:-1]))
+    else:
+        passes = {
+            "forward": lambda x, dy, w: tf.matmul(x, w),
+            "to_input": lambda x, dy, w: tf.matmul(dy, w, transpose_b=True),
+            "to_kernel": lambda x, dy, w: tf.matmul(x, dy, transpose_a=True),
+        }
+        macs = int(np.prod(kernel))
+
+    def repeated(one):
+        return tf.function(lambda: [one(*args) for args in zip(xs, dys, ws)])
+
+    return 2 * macs, {k: repeated(f) for k, f in passes.items()}
+
+
+def kernel_ceiling(network, peak, repeats=7, seconds=0.3):
+    """The share of peak the train step could reach if every conv and
+    matmul ran exactly as fast as it does alone, with nothing else between
+    them (activations, pooling, gates and the optimizer cost nothing).
+
+    Each layer's forward, backprop-to-input and backprop-to-kernel kernel
+    (for a stem, its XLA backprop-to-input: stem_conv.py) is timed alone at the training batch size (median of `repeats`). A PGD
+    step runs forward + to_input of every layer; the update runs all three,
+    for the clean and the adversarial pass. Any real train step is slower,
+    so no schedule can beat this share of peak with these kernels.
+    """
+    import keras
+
+    layers = [layer for layer in network.layers
+              if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    rows, pgd_seconds, update_seconds, flops = [], 0.0, 0.0, 0
+    for layer in layers:
+        forward_flops, passes = _layer_kernels(layer, FLAGS.batch_size)
+        times = {}
+        for name, fn in passes.items():
+            fn()
+            samples = []
+            for _ in range(repeats):
+                count, start = 0, time.perf_counter()
+                while time.perf_counter() - start < seconds:
+                    fn()
+                    count += 1
+                samples.append((time.perf_counter() - start) / count)
+            times[name] = statistics.median(samples) / CALLS_PER_FUNCTION
+        batch_flops = forward_flops * FLAGS.batch_size
+        rows.append({
+            "layer": layer.name,
+            "forward_flops_per_example": forward_flops,
+            **{f"{name}_ms": 1e3 * t for name, t in times.items()},
+            **{f"{name}_share_of_peak":
+               batch_flops / t / (peak["peak_gflops"] * 1e9)
+               for name, t in times.items()},
+        })
+        pgd_seconds += times["forward"] + times["to_input"]
+        update_seconds += 2 * (times["forward"] + times["to_kernel"]
+                               + (times["to_input"] if rows[1:] else 0.0))
+        flops += forward_flops
+    step_seconds = FLAGS.pgd_steps * pgd_seconds + update_seconds
+    step_flops = (2 * FLAGS.pgd_steps + 6) * flops * FLAGS.batch_size
+    return {
+        "layers": rows,
+        "step_seconds_lower_bound": step_seconds,
+        "examples_per_sec_upper_bound": FLAGS.batch_size / step_seconds,
+        "share_of_peak_upper_bound":
+            step_flops / step_seconds / (peak["peak_gflops"] * 1e9),
+    }
+
+
+def ceiling_lines(ceiling):
+    lines = [
+        "Kernel ceiling (each conv / matmul timed alone at batch "
+        f"{FLAGS.batch_size}; % of FP32 peak):",
+        "",
+        "| layer | forward ms | to input ms | to kernel ms | forward % "
+        "| to input % | to kernel % |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in ceiling["layers"]:
+        lines.append(
+            f"| {row['layer']} | {row['forward_ms']:.3f} | "
+            f"{row['to_input_ms']:.3f} | {row['to_kernel_ms']:.3f} | "
+            f"{100 * row['forward_share_of_peak']:.1f} | "
+            f"{100 * row['to_input_share_of_peak']:.1f} | "
+            f"{100 * row['to_kernel_share_of_peak']:.1f} |")
+    lines += [
+        "",
+        "A train step built only of these kernels, back to back: "
+        f"{ceiling['examples_per_sec_upper_bound']:.0f} examples/s, "
+        f"{100 * ceiling['share_of_peak_upper_bound']:.1f} % of peak "
+        "(an upper bound: everything else is free in it).",
+    ]
+    return lines
+
+
 def configurations(report):
     """(name, {method: timing}) of every configuration in the report."""
     yield "default (1 CPU device)", report
@@ -245,17 +387,27 @@ def main(argv):
                 dataset, contextlib.nullcontext,
             )
         network = network or model.network
+    peak = cpu_peak()
+    if "ceiling" in FLAGS.sections:
+        network = network or make_model("at", 0).network
+        with on_cpu():
+            report["kernel_ceiling"] = kernel_ceiling(network, peak)
     if network is None:
         raise app.UsageError("nothing was timed; check --sections")
 
     forward = count_complexity(network, active="all").flops
     flops_per_example = (2 * FLAGS.pgd_steps + 6) * forward
-    peak = cpu_peak()
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     if "default" not in FLAGS.sections:
-        output.with_suffix(".json").write_text(json.dumps(report, indent=2))
-        print(json.dumps(report, indent=2))
+        # A partial run adds its sections to the last full report.
+        path = output.with_suffix(".json")
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        merged.update(report)
+        path.write_text(json.dumps(merged, indent=2))
+        if "kernel_ceiling" in report:
+            print("\n".join(ceiling_lines(report["kernel_ceiling"])))
+        print(f"Added {sorted(report)} to {path}.")
         return
     anp_vs = report["anp_vs"]["examples_per_sec"]
     at = report["at"]["examples_per_sec"]
@@ -291,6 +443,8 @@ def main(argv):
         f"ANP-VS: {flops_per_example / 1e6:.1f} MFLOP per training example "
         f"((2 x {FLAGS.pgd_steps} + 6) x {forward:,} forward FLOPs) -> "
         f"{100 * report['anp_vs_share_of_fp32_peak']:.1f} % of peak.",
+        *([""] + ceiling_lines(report["kernel_ceiling"])
+          if "kernel_ceiling" in report else []),
     ])
     output.with_suffix(".md").write_text(table + "\n")
     print(table)
