@@ -31,7 +31,6 @@ import numpy as np
 from keras import ops
 
 from anpvs_tf.gates import BetaBernoulliGate
-from anpvs_tf.stem_conv import StemConv2D
 
 _IDENTITY_AT_INFERENCE = (
     keras.layers.Dropout,
@@ -335,10 +334,7 @@ def _compact_linear(layer, channels_in, keep_in, keep_out):
     config[width_key] = int(keep_out.sum())
     weights = [kernel, bias] if config["use_bias"] else [kernel]
     if border_kernel is None:
-        # The compact model serves: a stem's fast gradient is not needed.
-        layer_class = (keras.layers.Conv2D if isinstance(layer, StemConv2D)
-                       else type(layer))
-        new_layer = layer_class.from_config(config)
+        new_layer = type(layer).from_config(config)
     else:
         if layer.activation is not keras.activations.linear:
             raise ValueError(

@@ -9,6 +9,8 @@ VGG's first conv (batch 64, bench/stem_gradient.py). With more input
 channels TF's kernel wins, so only stems use this.
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -42,58 +44,67 @@ def _same_padding(size):
     return (size - 1) // 2
 
 
-@keras.saving.register_keras_serializable(package="anpvs_tf")
-class StemConv2D(keras.layers.Conv2D):
-    """`keras.layers.Conv2D` with a faster gradient to its input on CPU.
+def _applies(layer):
+    """Whether the fast gradient applies to this built Conv2D (and pays)."""
+    return (
+        isinstance(layer, keras.layers.Conv2D)
+        and layer.built
+        and layer.kernel.shape[-2] <= MAX_INPUT_CHANNELS
+        and tuple(layer.strides) == (1, 1)
+        and tuple(layer.dilation_rate) == (1, 1)
+        and layer.groups == 1
+        and layer.data_format == "channels_last"
+        and layer.padding in ("valid", "same")
+        and not tf.config.list_logical_devices("GPU")
+    )
 
-    Same weights, config and forward computation as Conv2D; only the
-    backprop to the input changes (see the module docstring), and only
-    where it pays: stride 1, no dilation, no groups, channels_last, at most
-    MAX_INPUT_CHANNELS input channels and no GPU (cuDNN's kernel is fast).
-    Elsewhere it is exactly Conv2D.
+
+def fast_stem_gradient(layer):
+    """Gives a built Conv2D stem the fast gradient to its input.
+
+    Same weights, config, saved files and forward computation as before:
+    only this layer object's backprop to the input changes (see the module
+    docstring), and only where it pays: stride 1, no dilation, no groups,
+    channels_last, at most MAX_INPUT_CHANNELS input channels and no GPU
+    (cuDNN's kernel is fast). A subclass would have been cleaner, but Keras
+    names weight-file entries after the layer class: existing checkpoints
+    and exports would no longer load.
+
+    Returns:
+        Whether the layer now uses it (`layer._fast_input_gradient`).
     """
+    layer._fast_input_gradient = _applies(layer)
+    if layer._fast_input_gradient:
+        layer.convolution_op = functools.partial(_fast_convolution, layer)
+    return layer._fast_input_gradient
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._fast_input_gradient = (
-            input_shape[-1] is not None
-            and input_shape[-1] <= MAX_INPUT_CHANNELS
-            and tuple(self.strides) == (1, 1)
-            and tuple(self.dilation_rate) == (1, 1)
-            and self.groups == 1
-            and self.data_format == "channels_last"
-            and self.padding in ("valid", "same")
-            and not tf.config.list_logical_devices("GPU")
-        )
 
-    def convolution_op(self, inputs, kernel):
-        if not self._fast_input_gradient:
-            return super().convolution_op(inputs, kernel)
-        padding = self.padding.upper()
-        kernel_height, kernel_width = self.kernel_size
-        top = _same_padding(kernel_height) if padding == "SAME" else 0
-        left = _same_padding(kernel_width) if padding == "SAME" else 0
+def _fast_convolution(layer, inputs, kernel):
+    padding = layer.padding.upper()
+    kernel_height, kernel_width = layer.kernel_size
+    top = _same_padding(kernel_height) if padding == "SAME" else 0
+    left = _same_padding(kernel_width) if padding == "SAME" else 0
 
-        @tf.custom_gradient
-        def convolve(images, kernel):
-            outputs = tf.nn.conv2d(images, kernel, 1, padding)
+    @tf.custom_gradient
+    def convolve(images, kernel):
+        outputs = tf.nn.conv2d(images, kernel, 1, padding)
 
-            def gradient(grad_output):
-                grad_images = _input_gradient(
-                    grad_output, kernel, top, left,
-                    images.shape[1], images.shape[2],
-                )
-                grad_kernel = tf.raw_ops.Conv2DBackpropFilter(
-                    input=images,
-                    filter_sizes=tf.shape(kernel),
-                    out_backprop=grad_output,
-                    strides=[1, 1, 1, 1],
-                    padding=padding,
-                )
-                return grad_images, grad_kernel
+        def gradient(grad_output):
+            grad_images = _input_gradient(
+                grad_output, kernel, top, left,
+                images.shape[1], images.shape[2],
+            )
+            grad_kernel = tf.raw_ops.Conv2DBackpropFilter(
+                input=images,
+                filter_sizes=tf.shape(kernel),
+                out_backprop=grad_output,
+                strides=[1, 1, 1, 1],
+                padding=padding,
+            )
+            return grad_images, grad_kernel
 
-            return outputs, gradient
+        return outputs, gradient
 
-        # A tensor, not the variable: custom_gradient then hands the kernel's
-        # gradient back through the read, as for any op.
-        return convolve(inputs, tf.convert_to_tensor(kernel))
+    # A tensor, not the variable: custom_gradient then hands the kernel's
+    # gradient back through the read, as for any op.
+    return convolve(inputs, tf.convert_to_tensor(kernel))

@@ -84,6 +84,7 @@ def _serving_models(workdir, plain_workdir, scratch):
         )
         served[name] = {
             "serve": fn,
+            "network": model,
             "params": int(models[name].count_params()),
             "flops": size.flops,
             "savedmodel_bytes": serving.directory_bytes(path),
@@ -129,6 +130,50 @@ def measure(served, images, batch_size, rounds, round_seconds):
     return results
 
 
+LAYER_CALLS = 10  # distinct inputs per timed function: spreads call overhead
+
+
+def layer_times(model, images, repeats=7, seconds=0.2):
+    """{layer name: median ms} of each layer of a chain run alone on its
+    real input at this batch size: where the serving time goes."""
+    import tensorflow as tf
+
+    x = tf.constant(images)
+    times = {}
+    for layer in model.layers[1:]:
+        inputs = [x * (1.0 + 1e-6 * i) for i in range(LAYER_CALLS)]
+        fn = tf.function(
+            lambda inputs=inputs, layer=layer: [layer(t) for t in inputs])
+        fn()
+        samples = []
+        for _ in range(repeats):
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                fn()
+                count += 1
+            samples.append((time.perf_counter() - start) / count)
+        times[layer.name] = 1e3 * statistics.median(samples) / LAYER_CALLS
+        x = layer(x)
+    return times
+
+
+def layer_lines(per_layer, batch_size):
+    names = list(dict.fromkeys([*per_layer["plain"], *per_layer["compact"]]))
+    lines = [
+        f"### per layer, batch {batch_size} (each layer alone, median ms)",
+        "",
+        "| layer | plain ms | compact ms | plain / compact |",
+        "|---|---|---|---|",
+    ]
+    for name in names:
+        plain = per_layer["plain"].get(name)
+        compact = per_layer["compact"].get(name)
+        ratio = f"{plain / compact:.2f}" if plain and compact else "-"
+        lines.append(
+            f"| {name} | {plain or 0:.3f} | {compact or 0:.3f} | {ratio} |")
+    return lines + [""]
+
+
 def ratios(results):
     plain, compact = results["plain"], results["compact"]
     flops_reduction = plain["flops"] / compact["flops"]
@@ -155,6 +200,12 @@ def bench_model(workdir, plain_workdir, images):
                               FLAGS.round_seconds)
             report[f"batch_{batch_size}"] = {
                 **results, "ratios": ratios(results)}
+        largest = max(map(int, FLAGS.batch_sizes))
+        report["per_layer_ms"] = {
+            "batch_size": largest,
+            **{name: layer_times(served[name]["network"], images[:largest])
+               for name in ("plain", "compact")},
+        }
     return report
 
 
@@ -191,6 +242,9 @@ def markdown(report):
                 f"{r['speedup_over_gated']:.2f}x faster.",
                 "",
             ]
+        if "per_layer_ms" in runs:
+            lines += layer_lines(runs["per_layer_ms"],
+                                 runs["per_layer_ms"]["batch_size"])
     return "\n".join(lines)
 
 

@@ -1,4 +1,4 @@
-"""StemConv2D: Conv2D's function and gradients, through a faster kernel."""
+"""fast_stem_gradient: Conv2D's function and gradients, faster kernel."""
 
 import keras
 import numpy as np
@@ -7,16 +7,17 @@ import tensorflow as tf
 
 from anpvs_tf.pruning import compact_network
 from anpvs_tf.registry import build_network
-from anpvs_tf.stem_conv import StemConv2D
+from anpvs_tf.stem_conv import fast_stem_gradient
 
 
 def _pair(channels, filters, kernel, padding, input_size=11):
-    """A StemConv2D and a Conv2D with the same random weights."""
+    """A fast-gradient stem and a Conv2D with the same random weights."""
     shape = (input_size, input_size, channels)
-    stem = StemConv2D(filters, kernel, padding=padding)
+    stem = keras.layers.Conv2D(filters, kernel, padding=padding)
     plain = keras.layers.Conv2D(filters, kernel, padding=padding)
     stem.build((None, *shape))
     plain.build((None, *shape))
+    fast_stem_gradient(stem)
     rng = np.random.default_rng(0)
     weights = [rng.standard_normal(w.shape).astype("float32")
                for w in plain.weights]
@@ -54,12 +55,14 @@ def test_matches_conv2d_in_value_and_every_gradient(
         np.testing.assert_allclose(ours, reference, rtol=1e-4, atol=1e-4)
 
 
-def test_falls_back_to_conv2d_beyond_a_stem():
-    stem, _, _ = _pair(8, 4, 3, "same")
-    assert not stem._fast_input_gradient
-    strided = StemConv2D(4, 3, strides=2)
+def test_left_alone_beyond_a_stem():
+    wide = keras.layers.Conv2D(4, 3, padding="same")
+    wide.build((None, 12, 12, 8))
+    strided = keras.layers.Conv2D(4, 3, strides=2)
     strided.build((None, 12, 12, 1))
-    assert not strided._fast_input_gradient
+    for layer in (wide, strided):
+        assert not fast_stem_gradient(layer)
+        assert "convolution_op" not in vars(layer)
 
 
 def test_gradient_is_used_inside_a_compiled_loop():
@@ -80,9 +83,27 @@ def test_gradient_is_used_inside_a_compiled_loop():
     np.testing.assert_allclose(ascend(stem), ascend(plain), atol=1e-5)
 
 
-def test_zoo_stems_use_it_and_compaction_removes_it():
+@pytest.mark.parametrize("name, stem, other", [
+    ("lenet5_caffe", "conv1", "conv2"),
+    ("vgg16", "conv1", "conv2"),
+    ("resnet18", "stem", "stage1_block1_conv1"),
+])
+def test_zoo_stems_use_it(name, stem, other):
+    network = build_network(name, seed=0)
+    assert network.get_layer(stem)._fast_input_gradient
+    assert not getattr(network.get_layer(other), "_fast_input_gradient",
+                       False)
+
+
+def test_weight_files_and_compaction_are_unchanged(tmp_path):
+    """Weight files of plain-Conv2D networks load (Keras keys entries by
+    layer class), and the compact model is a plain network."""
     network = build_network("lenet5_caffe", seed=0)
-    assert isinstance(network.get_layer("conv1"), StemConv2D)
-    assert not isinstance(network.get_layer("conv2"), StemConv2D)
+    path = tmp_path / "network.weights.h5"
+    network.save_weights(path)
+    twin = build_network("lenet5_caffe", seed=1)
+    twin.load_weights(path)
+    for ours, theirs in zip(network.weights, twin.weights):
+        np.testing.assert_array_equal(ours, theirs)
     compact = compact_network(network)
-    assert type(compact.get_layer("conv1")) is keras.layers.Conv2D
+    assert "convolution_op" not in vars(compact.get_layer("conv1"))
