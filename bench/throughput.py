@@ -191,8 +191,6 @@ def _layer_kernels(layer, batch):
     import numpy as np
     import tensorflow as tf
 
-    from anpvs_tf import stem_conv
-
     rng = np.random.default_rng(0)
 
     def constants(*shape):
@@ -207,20 +205,11 @@ def _layer_kernels(layer, batch):
     if hasattr(layer, "filters"):
         strides = [1, layer.strides[0], layer.strides[1], 1]
         padding = layer.padding.upper()
-
-        def to_input(x, dy, w):
-            if getattr(layer, "_fast_input_gradient", False):
-                # The kernel the train step runs for a stem (stem_conv.py).
-                pad = [0, 0] if padding == "VALID" else [
-                    stem_conv._same_padding(k) for k in layer.kernel_size]
-                return stem_conv._input_gradient(dy, w, *pad, *in_shape[1:3])
-            return tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=in_shape, filter=w, out_backprop=dy,
-                strides=strides, padding=padding)
-
         passes = {
             "forward": lambda x, dy, w: tf.nn.conv2d(x, w, strides, padding),
-            "to_input": to_input,
+            "to_input": lambda x, dy, w: tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=in_shape, filter=w, out_backprop=dy,
+                strides=strides, padding=padding),
             "to_kernel": lambda x, dy, w: tf.raw_ops.Conv2DBackpropFilter(
                 input=x, filter_sizes=kernel, out_backprop=dy,
                 strides=strides, padding=padding),
@@ -246,7 +235,7 @@ def kernel_ceiling(network, peak, repeats=7, seconds=0.3):
     them (activations, pooling, gates and the optimizer cost nothing).
 
     Each layer's forward, backprop-to-input and backprop-to-kernel kernel
-    (for a stem, its XLA backprop-to-input: stem_conv.py) is timed alone at the training batch size (median of `repeats`). A PGD
+    is timed alone at the training batch size (median of `repeats`). A PGD
     step runs forward + to_input of every layer; the update runs all three,
     for the clean and the adversarial pass. Any real train step is slower,
     so no schedule can beat this share of peak with these kernels.

@@ -16,7 +16,6 @@ from anpvs_tf.layers import GatePlacer
 from anpvs_tf.layers import network_outputs
 from anpvs_tf.registry import register_experiment
 from anpvs_tf.registry import register_model
-from anpvs_tf.stem_conv import fast_stem_gradient
 
 
 @register_model("lenet5_caffe")
@@ -40,9 +39,7 @@ def lenet5_caffe(
         seed,
     )
     inputs = keras.Input(shape=input_shape, name="images")
-    stem = layers.Conv2D(20, 5, name="conv1")
-    x = stem(inputs)
-    fast_stem_gradient(stem)
+    x = layers.Conv2D(20, 5, name="conv1")(inputs)
     x = gate(x, "conv1_gate")
     conv1 = x = layers.ReLU(name="conv1_relu")(x)
     x = layers.MaxPooling2D(2, name="pool1")(x)

@@ -14,7 +14,6 @@ from anpvs_tf.layers import GatePlacer
 from anpvs_tf.layers import network_outputs
 from anpvs_tf.registry import register_experiment
 from anpvs_tf.registry import register_model
-from anpvs_tf.stem_conv import fast_stem_gradient
 
 from .cifar import CIFAR_LOSS
 from .cifar import cifar_recipe
@@ -25,13 +24,9 @@ STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (channels, first stride)
 BLOCKS_PER_STAGE = 2
 
 
-def _conv(x, channels, kernel, stride, name, stem=False):
-    layer = layers.Conv2D(channels, kernel, strides=stride, padding="same",
-                          use_bias=False, name=name)
-    x = layer(x)
-    if stem:
-        fast_stem_gradient(layer)
-    return x
+def _conv(x, channels, kernel, stride, name):
+    return layers.Conv2D(channels, kernel, strides=stride, padding="same",
+                         use_bias=False, name=name)(x)
 
 
 @register_model("resnet18")
@@ -55,7 +50,7 @@ def resnet18(
     gate = GatePlacer(gated, conv_gate_init, gate_concentration0_init, seed)
     inputs = keras.Input(shape=input_shape, name="images")
     x = standardise(inputs)
-    x = gate(_conv(x, 64, 3, 1, "stem", stem=True), "stem_gate")
+    x = gate(_conv(x, 64, 3, 1, "stem"), "stem_gate")
     features = {}
     for stage, (channels, first_stride) in enumerate(STAGES, start=1):
         for block in range(1, BLOCKS_PER_STAGE + 1):

@@ -8,7 +8,6 @@ from anpvs_tf.layers import GatePlacer
 from anpvs_tf.layers import network_outputs
 from anpvs_tf.registry import register_experiment
 from anpvs_tf.registry import register_model
-from anpvs_tf.stem_conv import fast_stem_gradient
 
 from .cifar import CIFAR_LOSS
 from .cifar import cifar_recipe
@@ -64,11 +63,7 @@ def vgg16(
             x = layers.MaxPooling2D(2, name=f"pool{pool}")(x)
             continue
         conv += 1
-        conv_layer = layers.Conv2D(channels, 3, padding="same",
-                                   name=f"conv{conv}")
-        x = conv_layer(x)
-        if conv == 1:
-            fast_stem_gradient(conv_layer)
+        x = layers.Conv2D(channels, 3, padding="same", name=f"conv{conv}")(x)
         x = gate(x, f"conv{conv}_gate", conv_gate_init)
         x = layers.BatchNormalization(name=f"conv{conv}_bn")(x)
         features[f"conv{conv}"] = x = layers.ReLU(name=f"conv{conv}_relu")(x)
