@@ -68,6 +68,11 @@ flags.DEFINE_list(
     "(MirroredStrategy over 2 logical CPUs), gpu (skipped without a GPU), "
     "ceiling (each conv / matmul kernel alone: the best share of peak a "
     "train step made of them could reach).")
+flags.DEFINE_string(
+    "profile_dir", None,
+    "If set, also records a TensorFlow profile of 10 ANP-VS train steps "
+    "(default section) there; view it in TensorBoard's profile plugin "
+    "(pip install tensorboard-plugin-profile; tensorboard --logdir=<dir>).")
 FLAGS = flags.FLAGS
 
 METHODS = ("at", "anp_vs")
@@ -308,6 +313,16 @@ def ceiling_lines(ceiling):
     return lines
 
 
+def profile_steps(model, dataset, steps=10):
+    """A TensorFlow profile of `steps` train steps, after a warm-up."""
+    import tensorflow as tf
+
+    model.fit(dataset, epochs=1, steps_per_epoch=5, verbose=0)
+    tf.profiler.experimental.start(FLAGS.profile_dir)
+    model.fit(dataset, epochs=1, steps_per_epoch=steps, verbose=0)
+    tf.profiler.experimental.stop()
+
+
 def configurations(report):
     """(name, {method: timing}) of every configuration in the report."""
     yield "default (1 CPU device)", report
@@ -359,6 +374,9 @@ def main(argv):
         default, model = time_methods(make_model, dataset, on_cpu)
         report.update(default)
         network = model.network
+        if FLAGS.profile_dir:
+            with on_cpu():
+                profile_steps(make_model("anp_vs", 0), dataset)
     if "mirrored_2cpu" in FLAGS.sections:
         strategy = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
         report["mirrored_2cpu"], model = time_methods(
