@@ -29,11 +29,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from timing import median_call_seconds  # noqa: E402
 
 flags.DEFINE_string("runs", "bench/runs/mnist_budget",
                     "Folder of bench/mnist_budget.py workdirs.")
@@ -144,15 +146,8 @@ def layer_times(model, images, repeats=7, seconds=0.2):
         inputs = [x * (1.0 + 1e-6 * i) for i in range(LAYER_CALLS)]
         fn = tf.function(
             lambda inputs=inputs, layer=layer: [layer(t) for t in inputs])
-        fn()
-        samples = []
-        for _ in range(repeats):
-            count, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                fn()
-                count += 1
-            samples.append((time.perf_counter() - start) / count)
-        times[layer.name] = 1e3 * statistics.median(samples) / LAYER_CALLS
+        times[layer.name] = 1e3 * median_call_seconds(
+            fn, repeats, seconds) / LAYER_CALLS
         x = layer(x)
     return times
 

@@ -44,11 +44,13 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from timing import median_call_seconds  # noqa: E402
 
 flags.DEFINE_integer("rounds", 6, "Timed rounds per model (interleaved).")
 flags.DEFINE_integer("seeds", 2,
@@ -254,15 +256,8 @@ def kernel_ceiling(network, peak, repeats=7, seconds=0.3):
         forward_flops, passes = _layer_kernels(layer, FLAGS.batch_size)
         times = {}
         for name, fn in passes.items():
-            fn()
-            samples = []
-            for _ in range(repeats):
-                count, start = 0, time.perf_counter()
-                while time.perf_counter() - start < seconds:
-                    fn()
-                    count += 1
-                samples.append((time.perf_counter() - start) / count)
-            times[name] = statistics.median(samples) / CALLS_PER_FUNCTION
+            times[name] = median_call_seconds(
+                fn, repeats, seconds) / CALLS_PER_FUNCTION
         batch_flops = forward_flops * FLAGS.batch_size
         rows.append({
             "layer": layer.name,
