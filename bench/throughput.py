@@ -243,8 +243,10 @@ def kernel_ceiling(network, peak, repeats=7, seconds=0.3):
 
     Each layer's forward, backprop-to-input and backprop-to-kernel kernel
     is timed alone at the training batch size (median of `repeats`). A PGD
-    step runs forward + to_input of every layer; the update runs all three,
-    for the clean and the adversarial pass. Any real train step is slower,
+    step runs forward + to_input of every layer; the update runs forward +
+    to_kernel of every layer and to_input of all but the first (nothing
+    needs the gradient w.r.t. the images there), for the clean and the
+    adversarial pass. Any real train step is slower,
     so no schedule can beat this share of peak with these kernels.
     """
     import keras
@@ -268,8 +270,9 @@ def kernel_ceiling(network, peak, repeats=7, seconds=0.3):
                for name, t in times.items()},
         })
         pgd_seconds += times["forward"] + times["to_input"]
+        first = layer is layers[0]
         update_seconds += 2 * (times["forward"] + times["to_kernel"]
-                               + (times["to_input"] if rows[1:] else 0.0))
+                               + (0.0 if first else times["to_input"]))
         flops += forward_flops
     step_seconds = FLAGS.pgd_steps * pgd_seconds + update_seconds
     step_flops = (2 * FLAGS.pgd_steps + 6) * flops * FLAGS.batch_size
