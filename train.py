@@ -37,6 +37,7 @@ OVERRIDES = {
     "batch_size": "train.batch_size",
     "weight_lr": "train.weight_learning_rate",
     "gate_lr": "train.gate_learning_rate",
+    "gate_epochs": "train.gate_epochs",
     "seed": "train.seed",
     "strategy": "train.strategy",
     "mixed_precision": "train.mixed_precision",
@@ -125,6 +126,13 @@ def define_flags():
                        "loss.")
     flags.DEFINE_float("weight_lr", None, "Adam learning rate of weights.")
     flags.DEFINE_float("gate_lr", None, "Adam learning rate of the gates.")
+    flags.DEFINE_integer(
+        "gate_epochs", None,
+        "Gated methods: the gates learn for the first N epochs, then freeze "
+        "(each unit keeps its E[pi], pruned units stay 0) and the weights "
+        "fine-tune the pruned network without mask noise for the remaining "
+        "epochs. Default: the recipe's (the paper's: gates learn for every "
+        "epoch).")
     flags.DEFINE_float(
         "gate_init", None,
         "Raw initial value of the gates' first concentration a (softplus "

@@ -95,6 +95,11 @@ class TrainConfig:
     # train one first for base_epochs (method "standard").
     base_workdir: str | None = None
     base_epochs: int = 10
+    # Gated methods: the gates learn for this many epochs, then freeze
+    # (their E[pi] masks, pruned units exactly 0, in training too) and the
+    # weights fine-tune the pruned network for the remaining epochs.
+    # None: the gates learn throughout (the paper).
+    gate_epochs: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +191,9 @@ def validate(config):
         (config.train.epochs >= 1, "--epochs must be at least 1"),
         (config.train.batch_size >= 1, "--batch_size must be at least 1"),
         (config.train.base_epochs >= 1, "--base_epochs must be at least 1"),
+        (config.train.gate_epochs is None or config.train.gate_epochs >= 1,
+         "--gate_epochs must be at least 1 (or left out: the gates learn "
+         "for every epoch)"),
         (config.loss.kl_weight >= 0, "--beta must be >= 0"),
         (config.loss.vs_weight >= 0, "--vs_weight (lambda) must be >= 0"),
         (config.data.monitor_examples >= 0,

@@ -105,7 +105,8 @@ class BetaBernoulliGate(keras.layers.Layer):
 
     Call arguments:
         inputs: a tensor whose last axis holds the gated units.
-        training: sample masks when True; use E[pi] otherwise.
+        training: sample masks when True (unless the gate is `frozen`);
+            use E[pi] otherwise.
 
     Reference:
         Madaan et al., 2020, "Adversarial Neural Pruning with Latent
@@ -150,6 +151,10 @@ class BetaBernoulliGate(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
+        # === State ===
+        # Frozen gates use the inference mask in training too (set by
+        # ANPVSModel.freeze_gates for the fine-tuning phase).
+        self.frozen = False
 
     def build(self, input_shape):
         units = input_shape[-1]
@@ -230,7 +235,7 @@ class BetaBernoulliGate(keras.layers.Layer):
         )
 
     def call(self, inputs, training=False):
-        if training:
+        if training and not self.frozen:
             mask = self.sample_mask(tf.shape(inputs)[0])
             # Broadcast [batch, units] over the spatial axes of conv maps.
             for _ in range(len(inputs.shape) - 2):

@@ -41,6 +41,8 @@ class ANPVSModel(keras.Model):
     + l2 * ||W||^2 / 2 + lambda * V(x, x_adv), each with its own optimizer.
     PGD runs on the inference-mode (deterministic) gates. The clean and the
     adversarial pass draw independent gate masks, as the reference code.
+    After `freeze_gates` the gates stop learning and the weights fine-tune
+    the pruned network with the inference masks.
 
     Args:
         network: a zoo network returning {"logits", "features"}.
@@ -255,7 +257,8 @@ class ANPVSModel(keras.Model):
         replicas = num_replicas()
         # The attack runs before the tape: nothing differentiates through it.
         x_adv = self.training_examples(x, y)
-        with tf.GradientTape(persistent=bool(self.gates)) as tape:
+        learn_gates = bool(self.gates) and not self.gates_frozen
+        with tf.GradientTape(persistent=learn_gates) as tape:
             weight_loss, gate_loss, terms, logits = self._loss_terms(
                 x, y, x_adv
             )
@@ -264,10 +267,10 @@ class ANPVSModel(keras.Model):
             # Loss scaling (mixed_float16 only; identity otherwise):
             # apply() unscales the gradients.
             weight_loss = self.optimizer.scale_loss(weight_loss)
-            if self.gates:
+            if learn_gates:
                 gate_loss = self.gate_optimizer.scale_loss(gate_loss)
         weight_grads = tape.gradient(weight_loss, self.weight_variables)
-        if self.gates:
+        if learn_gates:
             gate_grads = tape.gradient(gate_loss, self.gate_variables)
             del tape
             self.gate_optimizer.apply(gate_grads, self.gate_variables)
@@ -304,6 +307,25 @@ class ANPVSModel(keras.Model):
             logs["active_units"] = self.active_units()
             logs["sparsity"] = self.unit_sparsity(logs["active_units"])
         return reducible_logs(logs)
+
+    @property
+    def gates_frozen(self):
+        return bool(self.gates) and all(g.frozen for g in self.gates)
+
+    def freeze_gates(self):
+        """Ends gate learning: from now on every gate keeps its E[pi]
+        (pruned units stay exactly 0) in training as at inference, and only
+        the weights learn, so they fine-tune the pruned network it will be
+        evaluated and exported as, without the sampled masks' noise.
+
+        Retraces the train function (once) if it was already built.
+        """
+        if self.gates_frozen:
+            return
+        for gate in self.gates:
+            gate.frozen = True
+        if self.train_function is not None:
+            self.make_train_function(force=True)
 
     def set_eval_attack(self, attack):
         """Changes the attack of `evaluate` (retraces the test function)."""

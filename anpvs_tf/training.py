@@ -29,6 +29,7 @@ from anpvs_tf import config as config_lib
 from anpvs_tf import data
 from anpvs_tf import precision
 from anpvs_tf.callbacks import EpochCheckpoint
+from anpvs_tf.callbacks import GateFreeze
 from anpvs_tf.config import FROM_BASE_METHODS
 from anpvs_tf.config import GATED_METHODS
 from anpvs_tf.config import ConfigError
@@ -396,6 +397,8 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
             str(paths(workdir / "logs")), write_graph=False
         ),
     ]
+    if train_config.gate_epochs is not None and model.gates:
+        callbacks.append(GateFreeze(train_config.gate_epochs))
     log(f"Training {train_config.method} for {train_config.epochs} epochs "
         f"({steps_per_epoch} steps of {train_config.batch_size} over "
         f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")

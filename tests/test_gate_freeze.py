@@ -1,0 +1,100 @@
+"""Freezing the gates: the fine-tuning phase of --gate_epochs."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from anpvs_tf.callbacks import GateFreeze
+from anpvs_tf.gates import BetaBernoulliGate
+from anpvs_tf.training import train
+from tests.test_model import make_model
+from tests.tiny_runs import run_config
+
+
+def test_frozen_gate_trains_with_its_inference_mask():
+    """Training-mode output of a frozen gate: no noise, E[pi] scaling and
+    exact zeros on pruned units, as at inference."""
+    gate = BetaBernoulliGate(concentration1_init=2.0, seed=0)
+    features = tf.random.stateless_normal([8, 5, 5, 6], seed=[1, 2])
+    gate.build(features.shape)
+    # Units 0 and 3 pruned (E[pi] far below the threshold).
+    raw = gate.concentration1_raw.numpy()
+    raw[[0, 3]] = -10.0
+    gate.concentration1_raw.assign(raw)
+    gate.concentration0_raw.assign(np.full(6, 50.0, np.float32))
+    assert not gate.active().numpy()[[0, 3]].any()
+    sampled = gate(features, training=True)
+    assert not np.allclose(sampled, gate(features, training=False))
+
+    gate.frozen = True
+    frozen = gate(features, training=True).numpy()
+    np.testing.assert_array_equal(frozen, gate(features, training=False))
+    np.testing.assert_array_equal(frozen, gate(features, training=True))
+    assert (frozen[..., [0, 3]] == 0).all()
+
+
+def _gate_values(model):
+    return [v.numpy().copy() for v in model.gate_variables]
+
+
+class _RecordGates(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.gates, self.weights = [], []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.gates.append(_gate_values(self.model))
+        self.weights.append([v.numpy().copy()
+                             for v in self.model.weight_variables])
+
+
+def _changed(a, b):
+    return any(not np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_gates_stop_learning_at_gate_epochs_while_weights_go_on(
+    mnist_test_batch,
+):
+    """Compiled, as real runs: the freeze retraces the train function."""
+    images, labels = mnist_test_batch
+    data = tf.data.Dataset.from_tensor_slices(
+        (images[:32], labels[:32])).batch(16)
+    model = make_model("anp_vs", run_eagerly=False)
+    start = _gate_values(model)
+    record = _RecordGates()
+    model.fit(data, epochs=3, callbacks=[GateFreeze(1), record], verbose=0)
+
+    assert model.gates_frozen
+    assert _changed(record.gates[0], start)  # epoch 0 learned the gates
+    for later in record.gates[1:]:
+        assert not _changed(later, record.gates[0])
+    assert _changed(record.weights[2], record.weights[1])
+    assert model.gate_optimizer.iterations.numpy() == 2
+    assert model.optimizer.iterations.numpy() == 6
+
+
+def test_a_run_resumed_past_gate_epochs_starts_frozen(mnist_test_batch):
+    images, labels = mnist_test_batch
+    data = tf.data.Dataset.from_tensor_slices(
+        (images[:16], labels[:16])).batch(16)
+    model = make_model("anp_vs", run_eagerly=False)
+    start = _gate_values(model)
+    model.fit(data, initial_epoch=2, epochs=3, callbacks=[GateFreeze(1)],
+              verbose=0)
+    assert not _changed(_gate_values(model), start)
+    assert model.gate_optimizer.iterations.numpy() == 0
+
+
+def test_train_config_gate_epochs_reaches_the_run(tmp_path):
+    config = run_config("lenet5_caffe_mnist_anp_vs", 2,
+                        **{"train.gate_epochs": 1})
+    train(config, tmp_path, verbose=0)
+    reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
+    iterations = {
+        name: reader.get_tensor(f"{name}/_iterations/.ATTRIBUTES/"
+                                "VARIABLE_VALUE")
+        for name in ("gate_optimizer", "weight_optimizer")
+    }
+    steps_per_epoch = 128 // 32
+    assert iterations == {"gate_optimizer": steps_per_epoch,
+                          "weight_optimizer": 2 * steps_per_epoch}
