@@ -62,17 +62,19 @@ def _checked_outputs(model, images):
     ]
     with tf.control_dependencies(checks):
         # After the shape check: reductions of a wrong shape are fine, but
-        # the message must name the first problem.
-        in_range = tf.reduce_all((images >= 0.0) & (images <= 1.0))
+        # the message must name the first problem. One min and one max
+        # serve both the check and the message (they propagate NaN, which
+        # then fails the check).
+        low, high = tf.reduce_min(images), tf.reduce_max(images)
         checks.append(
             tf.debugging.Assert(
-                in_range,
+                (low >= 0.0) & (high <= 1.0),
                 [
                     ("images must be float32 pixels in [0, 1] (divide "
                      "uint8 images by 255); got min"),
-                    tf.reduce_min(images),
+                    low,
                     "max",
-                    tf.reduce_max(images),
+                    high,
                 ],
             )
         )

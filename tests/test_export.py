@@ -124,6 +124,8 @@ def test_saved_model_serves_without_the_package(export_dir, tmp_path,
          "expected to be a float tensor but is a double"),
         (lambda x: x * 255.0, "images must be float32 pixels in \\[0, 1\\]"),
         (lambda x: x - 0.5, "divide uint8 images by 255"),
+        (lambda x: np.where(x == x.max(), np.float32(np.nan), x),
+         "images must be float32 pixels in \\[0, 1\\]"),
     ],
 )
 def test_signature_rejects_bad_images_naming_the_problem(
