@@ -11,6 +11,10 @@ process on real MNIST test images, in interleaved rounds after a warm-up:
            run (59 %);
 - compact: that network after `compact_network` (pruned units removed).
 
+It also times each layer alone at the largest batch, and the compact
+model's first conv cut to a single filter: the floor no pruning of it goes
+below, from which it bounds the share of the FLOPs reduction reachable.
+
 For each batch size (1 and 256): median latency per call, examples per
 second, parameters, FLOPs (SPEC's counting) and SavedModel bytes. The
 compact model's speed-up over the plain one is compared with its FLOPs
@@ -44,7 +48,9 @@ flags.DEFINE_string("model", "anp_vs_tuned",
 flags.DEFINE_list("supplementary", ["anp_vs", "anp_vs_beta4x"],
                   "More ANP-VS runs measured the same way, if present.")
 flags.DEFINE_string("plain", "at",
-                    "The ungated run used as the plain unpruned LeNet.")
+                    "The ungated run used as the plain unpruned LeNet "
+                    "(standard and at have the same architecture, so the "
+                    "same speed).")
 flags.DEFINE_list("batch_sizes", ["1", "256"], "Batch sizes to time.")
 flags.DEFINE_integer("rounds", 7, "Interleaved timing rounds.")
 flags.DEFINE_float("round_seconds", 1.0,
@@ -135,6 +141,15 @@ def measure(served, images, batch_size, rounds, round_seconds):
 LAYER_CALLS = 10  # distinct inputs per timed function: spreads call overhead
 
 
+def _alone_ms(layer, x, repeats, seconds):
+    """Median ms of one call of `layer` on `x`, timed alone."""
+    import tensorflow as tf
+
+    inputs = [x * (1.0 + 1e-6 * i) for i in range(LAYER_CALLS)]
+    fn = tf.function(lambda: [layer(t) for t in inputs])
+    return 1e3 * median_call_seconds(fn, repeats, seconds) / LAYER_CALLS
+
+
 def layer_times(model, images, repeats=7, seconds=0.2):
     """{layer name: median ms} of each layer of a chain run alone on its
     real input at this batch size: where the serving time goes."""
@@ -143,13 +158,47 @@ def layer_times(model, images, repeats=7, seconds=0.2):
     x = tf.constant(images)
     times = {}
     for layer in model.layers[1:]:
-        inputs = [x * (1.0 + 1e-6 * i) for i in range(LAYER_CALLS)]
-        fn = tf.function(
-            lambda inputs=inputs, layer=layer: [layer(t) for t in inputs])
-        times[layer.name] = 1e3 * median_call_seconds(
-            fn, repeats, seconds) / LAYER_CALLS
+        times[layer.name] = _alone_ms(layer, x, repeats, seconds)
         x = layer(x)
     return times
+
+
+def first_conv_floor(model, images, repeats=7, seconds=0.2):
+    """(name, median ms) of the model's first layer, a convolution, cut to
+    ONE filter and timed alone on the images: what it costs however hard
+    pruning shrinks it (on one input channel, its time is mostly patch
+    extraction, which does not shrink with the filters)."""
+    import keras
+    import tensorflow as tf
+
+    first = model.layers[1]
+    if not isinstance(first, keras.layers.Conv2D):
+        raise ValueError(f"The first layer '{first.name}' is no Conv2D.")
+    narrow = type(first).from_config({**first.get_config(), "filters": 1})
+    x = tf.constant(images)
+    narrow.build(x.shape)
+    return first.name, _alone_ms(narrow, x, repeats, seconds)
+
+
+def floor_lines(per_layer, results):
+    """The share of the FLOPs reduction the compact layers could reach if
+    the first conv cost only its one-filter floor and every other layer
+    what it was timed at alone."""
+    first, floor = per_layer["first_conv_one_filter"]
+    rest = sum(ms for name, ms in per_layer["compact"].items()
+               if name != first)
+    plain_ms = sum(per_layer["plain"].values())
+    best_ms = floor + rest
+    reduction = results["ratios"]["flops_reduction"]
+    return [
+        f"{first} with one filter: {floor:.3f} ms alone. With {first} at "
+        f"that floor and every other layer as timed above ({rest:.3f} ms), "
+        f"the compact layers would take {best_ms:.3f} ms against the plain "
+        f"layers' {plain_ms:.3f} ms: {plain_ms / best_ms:.2f}x, at most "
+        f"{plain_ms / best_ms / reduction:.2f} of the FLOPs reduction "
+        f"({reduction:.2f}x).",
+        "",
+    ]
 
 
 def layer_lines(per_layer, batch_size):
@@ -201,6 +250,8 @@ def bench_model(workdir, plain_workdir, images):
             **{name: layer_times(served[name]["network"], images[:largest])
                for name in ("plain", "compact")},
         }
+        report["per_layer_ms"]["first_conv_one_filter"] = first_conv_floor(
+            served["compact"]["network"], images[:largest])
     return report
 
 
@@ -238,8 +289,10 @@ def markdown(report):
                 "",
             ]
         if "per_layer_ms" in runs:
-            lines += layer_lines(runs["per_layer_ms"],
-                                 runs["per_layer_ms"]["batch_size"])
+            per_layer = runs["per_layer_ms"]
+            lines += layer_lines(per_layer, per_layer["batch_size"])
+            lines += floor_lines(
+                per_layer, runs[f"batch_{per_layer['batch_size']}"])
     return "\n".join(lines)
 
 
