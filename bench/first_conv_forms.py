@@ -66,7 +66,8 @@ def forms(kernel, bias):
         return tf.nn.max_pool2d(y, 2, 2, "VALID")
 
     # rows: channel di holds the image shifted up by di rows.
-    rows_kernel = tf.constant(np.transpose(kernel[:, :, 0, :], (1, 0, 2))[None])
+    rows_kernel = tf.constant(
+        np.transpose(kernel[:, :, 0, :], (1, 0, 2))[None])
 
     def rows(x):
         shifted = tf.concat([x[:, d:d + CONV] for d in range(KERNEL)], -1)
