@@ -22,9 +22,10 @@ def run_method(entry_prefix, method, overrides, runs_dir, name, epochs,
 
     runs_dir = Path(runs_dir)
     if method in FROM_BASE_METHODS:
-        # Starts from the standard model of the same budget.
-        overrides = {**overrides,
-                     "train.base_workdir": str(runs_dir / "standard")}
+        # Starts from the standard model of the same budget, unless the
+        # overrides name another base.
+        overrides = {"train.base_workdir": str(runs_dir / "standard"),
+                     **overrides}
     config = config_lib.replace(
         get_experiment(f"{entry_prefix}_{method}"),
         **{
