@@ -77,8 +77,8 @@ flags.DEFINE_integer(
     "ANP-VS's gates learn for this many epochs, then freeze and the "
     "weights fine-tune the pruned network for the rest of --epochs "
     "(train.py --gate_epochs). Without it (--gate_epochs=0 here) the gates "
-    "learn throughout, which left ANP-VS 8 points of PGD-40 below AT "
-    "(64.22 vs 72.49 %, commit 8afd1a5).")
+    "learn throughout, which left ANP-VS (beta 11.43) 8 points of PGD-40 "
+    "below AT (64.22 vs 72.49 %, commit 8afd1a5).")
 FLAGS = flags.FLAGS
 
 METHODS = ("at", "trades", "anp_vs")
@@ -102,7 +102,8 @@ SUPPLEMENTARY = {
         {"train.gate_epochs": 1, "loss.kl_weight": 1.0},
     ),
 }
-# Runs that are only the base of another: name -> (method, epochs flag).
+# Runs that are only the base of others (trained for --base_epochs):
+# name -> method.
 BASES = {"standard": "standard", "at_base": "at"}
 
 
