@@ -82,12 +82,15 @@ flags.DEFINE_integer(
 FLAGS = flags.FLAGS
 
 METHODS = ("at", "trades", "anp_vs")
-# Supplementary ANP-VS runs: name -> (note, overrides on top of anp_vs's).
+# Supplementary ANP-VS runs: name -> (note, overrides on top of anp_vs's,
+# base run or None for the standard one). A run from another base trains
+# for --epochs minus the base's --base_epochs.
 SUPPLEMENTARY = {
     "anp_vs_beta11": (
         "beta 11.43 (the MNIST search's best KL weight, 2.9x the paper's), "
         "otherwise as anp_vs",
         {"loss.kl_weight": 11.4322},
+        None,
     ),
     "anp_vs_from_at": (
         "starts from a model adversarially trained for --base_epochs "
@@ -95,11 +98,13 @@ SUPPLEMENTARY = {
         "rest of --epochs, so it also gets --epochs adversarial epochs in "
         "all; gates learn for 3 of them; train s excludes the base",
         {"train.gate_epochs": 3},
+        "at_base",
     ),
     "anp_vs_from_at_beta1": (
         "as anp_vs_from_at, with beta 1 and the gates learning for 1 epoch "
         "(less pruning)",
         {"train.gate_epochs": 1, "loss.kl_weight": 1.0},
+        "at_base",
     ),
 }
 # Runs that are only the base of others (trained for --base_epochs):
@@ -136,10 +141,12 @@ def run(name):
     if name.startswith("anp_vs"):
         method = "anp_vs"
         overrides.update(anp_vs_overrides())
-        overrides.update(SUPPLEMENTARY.get(name, ("", {}))[1])
-    if name.startswith("anp_vs_from_at"):
-        overrides["train.base_workdir"] = str(Path(FLAGS.runs_dir) / "at_base")
-        epochs = FLAGS.epochs - FLAGS.base_epochs
+        _, extra, base = SUPPLEMENTARY.get(name, ("", {}, None))
+        overrides.update(extra)
+        if base is not None:
+            overrides["train.base_workdir"] = str(
+                Path(FLAGS.runs_dir) / base)
+            epochs = FLAGS.epochs - FLAGS.base_epochs
     return budget.run_method(
         "lenet5_caffe_fashion_mnist", method, overrides, FLAGS.runs_dir, name,
         epochs, FLAGS.monitor_examples,
@@ -157,7 +164,7 @@ def main(argv):
     results = {name: run(name) for name in names}
     summary = budget.report(
         results, METHODS,
-        {name: note for name, (note, _) in SUPPLEMENTARY.items()},
+        {name: note for name, (note, _, _) in SUPPLEMENTARY.items()},
         FLAGS.epochs,
     )
     summary["eps"] = 0.1
