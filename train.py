@@ -43,13 +43,14 @@ OVERRIDES = {
     "mixed_precision": "train.mixed_precision",
     "base_workdir": "train.base_workdir",
     "base_epochs": "train.base_epochs",
+    "base_method": "train.base_method",
     "eval_pgd_steps": "eval.attack.num_steps",
     "eval_batch_size": "eval.batch_size",
 }
 
 
 def define_flags():
-    from anpvs_tf.config import METHODS
+    from anpvs_tf.config import BASE_METHODS, METHODS
 
     flags.DEFINE_string(
         "model", "lenet5_caffe_mnist_anp_vs",
@@ -160,10 +161,16 @@ def define_flags():
     flags.DEFINE_string(
         "base_workdir", None,
         "Trained workdir whose network a gated method (bp, anp, anp_vs) "
-        "starts from. Default: train a standard base into <workdir>/base.")
+        "starts from. Default: train one (--base_method, --base_epochs) into "
+        "<workdir>/base.")
     flags.DEFINE_integer("base_epochs", None,
                          "Epochs of the base model trained when no "
                          "--base_workdir is given.")
+    flags.DEFINE_enum(
+        "base_method", None, list(BASE_METHODS),
+        "Method of that base model: standard (the paper's) or at "
+        "(adversarial training, so pruning starts from a robust network). "
+        "Default: the recipe's (standard).")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
                       "Keras progress output: 1 progress bar, 2 one line per "
                       "epoch, 0 silent.")

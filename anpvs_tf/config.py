@@ -13,6 +13,8 @@ GATED_METHODS = ("bp", "anp", "anp_vs")
 ADVERSARIAL_METHODS = ("at", "at_pretrained", "trades", "anp", "anp_vs")
 # Methods that start from a trained standard (base) model.
 FROM_BASE_METHODS = (*GATED_METHODS, "at_pretrained")
+# Methods of the base model trained when no base_workdir is given.
+BASE_METHODS = ("standard", "at")
 STRATEGIES = ("default", "mirrored", "auto", "multi_worker")
 # Keras dtype policies; "none" trains in float32.
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
@@ -92,9 +94,11 @@ class TrainConfig:
     # float32 whatever it is.
     mixed_precision: str = "none"
     # Gated methods start from a trained base model: a workdir, or None to
-    # train one first for base_epochs (method "standard").
+    # train one first for base_epochs with base_method ("standard", the
+    # paper's; "at" starts pruning from a robust network).
     base_workdir: str | None = None
     base_epochs: int = 10
+    base_method: str = "standard"
     # Gated methods: the gates learn for this many epochs, then freeze
     # (their E[pi] masks, pruned units exactly 0, in training too) and the
     # weights fine-tune the pruned network for the remaining epochs.
@@ -184,6 +188,7 @@ def validate(config):
     checks = [
         _choice(config.train.method, METHODS, "method"),
         _choice(config.data.dataset, DATASETS, "dataset"),
+        _choice(config.train.base_method, BASE_METHODS, "base method"),
         _choice(config.data.source, DATA_SOURCES, "data source"),
         _choice(config.train.strategy, STRATEGIES, "strategy"),
         _choice(config.train.mixed_precision, MIXED_PRECISION,

@@ -210,12 +210,12 @@ def _base_workdir(config, workdir, log, verbose):
         return Path(config.train.base_workdir)
     base_config = config_lib.replace(
         config,
-        **{"train.method": "standard",
+        **{"train.method": config.train.base_method,
            "train.epochs": config.train.base_epochs},
     )
     base_dir = workdir / "base"
     log(f"Training the base model ({config.train.base_epochs} epochs, "
-        f"method standard) in {base_dir}")
+        f"method {config.train.base_method}) in {base_dir}")
     train(base_config, base_dir, log=log, verbose=verbose)
     return base_dir
 
