@@ -3,20 +3,31 @@
 Each method trains for --epochs epochs on the 60,000 real Fashion-MNIST
 training images (IDX files in --data_dir) with the zoo's Fashion-MNIST
 recipe (eps 0.1), the training attack shortened to --pgd_steps steps of
-2.5 eps / steps so that the three runs fit in about 90 minutes on 2 CPU
-cores. ANP-VS starts from a standard model trained here for
---base_epochs, its gates learn for --gate_epochs and the pruned network
-then fine-tunes; supplementary runs change beta, or start from a model
-adversarially trained for --base_epochs (at_base) and train for the rest of
---epochs. All are evaluated on the 10,000 test images with PGD-40 at eps
-0.1 (step 0.01, random start). Runs resume when interrupted.
+2.5 eps / steps so that the runs fit in about 90 minutes on 2 CPU cores.
+
+ANP-VS branches off AT: it starts from AT's first --base_epochs epochs
+(run at_base, the AT run's schedule cut short, so no decay yet) and trains
+the rest of --epochs on the rest of AT's learning-rate schedule, so both
+get the same adversarial epochs at the same learning rates. Its gates
+learn for --gate_epochs, then freeze and the pruned network fine-tunes.
+The supplementary run anp_vs_from_standard is the paper's start instead: a
+standard model trained for --base_epochs, then all --epochs of ANP-VS.
+
+All are evaluated on the 10,000 test images with PGD-40 at eps 0.1 (step
+0.01, random start). Runs resume when interrupted.
 
     python bench/fashion_budget.py
 
-or side by side: `--only=standard` and `--only=at_base`, then `--only=`
-at, trades, anp_vs, anp_vs_beta11, anp_vs_from_at and anp_vs_from_at_beta1
+or side by side: `--only=at_base`, `--only=at` and `--only=standard`
+first, then `--only=` trades, anp_vs, anp_vs_gate3 and anp_vs_from_standard
 in parallel processes, then the plain command, which finds the finished
 runs and writes the report.
+
+Another seed, without the supplementary runs:
+
+    python bench/fashion_budget.py --seed=1 --nosupplementary \
+        --runs_dir=bench/runs/fashion_budget_seed1 \
+        --output=bench/results/fashion_budget_seed1
 
 Writes bench/results/fashion_budget.json and fashion_budget.md.
 """
@@ -35,8 +46,10 @@ from absl import flags  # noqa: E402
 import budget  # noqa: E402
 
 flags.DEFINE_integer("epochs", 15, "Epochs for every method.")
-flags.DEFINE_integer("base_epochs", 5,
-                     "Epochs of the standard model ANP-VS starts from.")
+flags.DEFINE_integer(
+    "base_epochs", 5,
+    "Epochs of the base ANP-VS starts from: AT's first epochs (at_base), "
+    "or the standard model of anp_vs_from_standard.")
 flags.DEFINE_integer("pgd_steps", 10, "PGD steps of the training attacks.")
 flags.DEFINE_float(
     "weight_lr", 0.0073,
@@ -52,12 +65,37 @@ flags.DEFINE_string("output", "bench/results/fashion_budget",
                     "Output path without extension (.json and .md).")
 flags.DEFINE_integer("monitor_examples", 500,
                      "Test examples scored after each epoch.")
-flags.DEFINE_enum("only", None, ["standard", "at", "trades", "anp_vs",
-                                  "anp_vs_beta11", "at_base",
-                                  "anp_vs_from_at", "anp_vs_from_at_beta1"],
+flags.DEFINE_integer(
+    "seed", 0,
+    "Seed of every run (weights, data order, attacks). Another seed needs "
+    "its own --runs_dir and --output.")
+flags.DEFINE_bool("supplementary", True,
+                  "Also train and report the supplementary ANP-VS runs.")
+METHODS = ("at", "trades", "anp_vs")
+# Runs that are only the base of others (trained for --base_epochs):
+# name -> method.
+BASES = {"at_base": "at", "standard": "standard"}
+# Supplementary ANP-VS runs: name -> (note, overrides on top of anp_vs's,
+# base run).
+SUPPLEMENTARY = {
+    "anp_vs_gate3": (
+        "as anp_vs, with the gates learning for 3 epochs (more pruning)",
+        {"train.gate_epochs": 3},
+        "at_base",
+    ),
+    "anp_vs_from_standard": (
+        "the paper's start: from a standard model trained for --base_epochs "
+        "epochs, then all --epochs of ANP-VS on its own schedule (decay at "
+        "50 % and 70 %); gates learn for 5 epochs",
+        {"train.gate_epochs": 5},
+        "standard",
+    ),
+}
+
+flags.DEFINE_enum("only", None, [*BASES, *METHODS, *SUPPLEMENTARY],
                   "Train just this run, without writing the report. "
-                  "The anp_vs runs need their base run (standard; at_base "
-                  "for anp_vs_from_at*) to exist.")
+                  "anp_vs needs at_base to exist, anp_vs_from_standard "
+                  "needs standard.")
 flags.DEFINE_float(
     "gate_lr", 0.008,
     "Adam learning rate of ANP-VS's gates. The MNIST search's best, 0.048, "
@@ -73,43 +111,26 @@ flags.DEFINE_float(
     "ANP-VS's raw initial a of every gate (softplus(a_raw) = a, b = 1: "
     "E[pi] = a / (a + 1)).")
 flags.DEFINE_integer(
-    "gate_epochs", 5,
+    "gate_epochs", 1,
     "ANP-VS's gates learn for this many epochs, then freeze and the "
     "weights fine-tune the pruned network for the rest of --epochs "
-    "(train.py --gate_epochs). Without it (--gate_epochs=0 here) the gates "
-    "learn throughout, which left ANP-VS (beta 11.43) 8 points of PGD-40 "
-    "below AT (64.22 vs 72.49 %, commit 8afd1a5).")
+    "(train.py --gate_epochs); 0: the gates learn throughout.")
 FLAGS = flags.FLAGS
 
-METHODS = ("at", "trades", "anp_vs")
-# Supplementary ANP-VS runs: name -> (note, overrides on top of anp_vs's,
-# base run or None for the standard one). A run from another base trains
-# for --epochs minus the base's --base_epochs.
-SUPPLEMENTARY = {
-    "anp_vs_beta11": (
-        "beta 11.43 (the MNIST search's best KL weight, 2.9x the paper's), "
-        "otherwise as anp_vs",
-        {"loss.kl_weight": 11.4322},
-        None,
-    ),
-    "anp_vs_from_at": (
-        "starts from a model adversarially trained for --base_epochs "
-        "epochs (run at_base, not the standard model) and trains for the "
-        "rest of --epochs, so it also gets --epochs adversarial epochs in "
-        "all; gates learn for 3 of them; train s excludes the base",
-        {"train.gate_epochs": 3},
-        "at_base",
-    ),
-    "anp_vs_from_at_beta1": (
-        "as anp_vs_from_at, with beta 1 and the gates learning for 1 epoch "
-        "(less pruning)",
-        {"train.gate_epochs": 1, "loss.kl_weight": 1.0},
-        "at_base",
-    ),
-}
-# Runs that are only the base of others (trained for --base_epochs):
-# name -> method.
-BASES = {"standard": "standard", "at_base": "at"}
+ENTRY = "lenet5_caffe_fashion_mnist"
+
+
+def decay_fractions(first_epoch, epochs):
+    """AT's learning-rate decays (the recipe's fractions of its --epochs)
+    as fractions of a run covering epochs [first_epoch, first_epoch +
+    epochs) of AT's: at_base (0, 5) gets (1.5, 2.1), no decay before it
+    stops; anp_vs (5, 10) gets (0.25, 0.55), AT's decays at the same global
+    epochs."""
+    from anpvs_tf.registry import get_experiment
+
+    at_fractions = get_experiment(f"{ENTRY}_at").train.decay_fractions
+    return tuple((f * FLAGS.epochs - first_epoch) / epochs
+                 for f in at_fractions)
 
 
 def anp_vs_overrides():
@@ -134,21 +155,25 @@ def run(name):
         "attack.num_steps": FLAGS.pgd_steps,
         "attack.step_size": 2.5 * epsilon / FLAGS.pgd_steps,
         "train.weight_learning_rate": FLAGS.weight_lr,
+        "train.seed": FLAGS.seed,
     }
     method, epochs = name, FLAGS.epochs
     if name in BASES:
         method, epochs = BASES[name], FLAGS.base_epochs
+    if name == "at_base":
+        overrides["train.decay_fractions"] = decay_fractions(0, epochs)
     if name.startswith("anp_vs"):
         method = "anp_vs"
         overrides.update(anp_vs_overrides())
-        _, extra, base = SUPPLEMENTARY.get(name, ("", {}, None))
+        _, extra, base = SUPPLEMENTARY.get(name, ("", {}, "at_base"))
         overrides.update(extra)
-        if base is not None:
-            overrides["train.base_workdir"] = str(
-                Path(FLAGS.runs_dir) / base)
+        overrides["train.base_workdir"] = str(Path(FLAGS.runs_dir) / base)
+        if base == "at_base":
             epochs = FLAGS.epochs - FLAGS.base_epochs
+            overrides["train.decay_fractions"] = decay_fractions(
+                FLAGS.base_epochs, epochs)
     return budget.run_method(
-        "lenet5_caffe_fashion_mnist", method, overrides, FLAGS.runs_dir, name,
+        ENTRY, method, overrides, FLAGS.runs_dir, name,
         epochs, FLAGS.monitor_examples,
     )
 
@@ -160,13 +185,16 @@ def main(argv):
     if FLAGS.only:
         run(FLAGS.only)
         return
-    names = (*BASES, *METHODS, *SUPPLEMENTARY)
+    supplementary = SUPPLEMENTARY if FLAGS.supplementary else {}
+    bases = ["at_base", *(base for _, _, base in supplementary.values())]
+    names = dict.fromkeys((*bases, *METHODS, *supplementary))
     results = {name: run(name) for name in names}
     summary = budget.report(
         results, METHODS,
-        {name: note for name, (note, _, _) in SUPPLEMENTARY.items()},
-        FLAGS.epochs,
+        {name: note for name, (note, _, _) in supplementary.items()},
+        FLAGS.epochs, first="at",
     )
+    summary["seed"] = FLAGS.seed
     summary["eps"] = 0.1
     summary["train_pgd_steps"] = FLAGS.pgd_steps
     summary["anp_vs_overrides"] = anp_vs_overrides()
