@@ -71,6 +71,7 @@ flags.DEFINE_integer(
     "its own --runs_dir and --output.")
 flags.DEFINE_bool("supplementary", True,
                   "Also train and report the supplementary ANP-VS runs.")
+
 METHODS = ("at", "trades", "anp_vs")
 # Runs that are only the base of others (trained for --base_epochs):
 # name -> method.
