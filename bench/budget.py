@@ -108,9 +108,14 @@ def markdown(summary, title):
 
 
 def write(summary, output, title):
+    save(summary, output, markdown(summary, title))
+
+
+def save(summary, output, text):
+    """Writes <output>.json and the markdown <output>.md; prints the
+    markdown."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    text = markdown(summary, title)
     output.with_suffix(".md").write_text(text)
     print(text)
