@@ -11,7 +11,8 @@ METHODS = ("standard", "at", "at_pretrained", "trades", "bp", "anp",
            "anp_vs")
 GATED_METHODS = ("bp", "anp", "anp_vs")
 ADVERSARIAL_METHODS = ("at", "at_pretrained", "trades", "anp", "anp_vs")
-# Methods that start from a trained standard (base) model.
+# Methods that start from a trained base model (standard unless
+# base_method says otherwise).
 FROM_BASE_METHODS = (*GATED_METHODS, "at_pretrained")
 # Methods of the base model trained when no base_workdir is given.
 BASE_METHODS = ("standard", "at")
