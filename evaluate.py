@@ -12,10 +12,15 @@ vulnerability (white/black, per gated layer), sparsity, memory, FLOPs.
 example over all attacks, sweeps over eps and steps, and every sanity
 check against gradient masking. Writes <output>.json, .md and PNG plots
 (default <workdir>/evaluation); an existing report is kept unless
---overwrite.
+--overwrite. Whether the report can be written is checked before any
+attack runs.
+
+Exit codes: 0 done, 2 a mistake in the flags or the workdir (one line
+says which), 1 the network diverged (non-finite weights) or collapsed, so
+there is nothing to evaluate. TensorFlow's C++ start-up log is hidden; set
+TF_CPP_MIN_LOG_LEVEL=0 to see it.
 """
 
-from absl import app
 from absl import flags
 
 from anpvs_tf import cli  # sets the Keras backend before keras is imported
@@ -121,6 +126,8 @@ def _numbers(values, kind, flag):
 
 def _settings(trained):
     """SuiteSettings from the flags, checked; ConfigError on bad input."""
+    import math
+
     from anpvs_tf.config import ConfigError
     from anpvs_tf.robustness import ATTACK_METHODS
     from anpvs_tf.suites import SuiteSettings
@@ -135,11 +142,12 @@ def _settings(trained):
                  if FLAGS.sweep_eps else None)
     sweep_steps = _numbers(FLAGS.sweep_steps, int, "sweep_steps")
     checks = [
-        (epsilon >= 0 and (FLAGS.norm == "l2" or epsilon <= 1),
+        (math.isfinite(epsilon) and epsilon >= 0
+         and (FLAGS.norm == "l2" or epsilon <= 1),
          (f"--epsilon must be in [0, 1] for L-inf and >= 0 for L2 (got "
          f"{epsilon}); it is a radius in pixel units, e.g. 0.3 for MNIST")),
-        (step_size is None or step_size > 0,
-         f"--pgd_step_size must be > 0 (got {step_size})"),
+        (step_size is None or (math.isfinite(step_size) and step_size > 0),
+         f"--pgd_step_size must be a finite number > 0 (got {step_size})"),
         (FLAGS.pgd_steps >= 0, "--pgd_steps must be >= 0"),
         (FLAGS.apgd_steps >= 1, "--apgd_steps must be >= 1"),
         (FLAGS.restarts >= 1, "--restarts must be >= 1"),
@@ -150,7 +158,8 @@ def _settings(trained):
         (all(a in ATTACK_METHODS for a in attacks or ()),
          (f"unknown attack in --attacks={','.join(attacks or ())}; choose "
          f"from {', '.join(ATTACK_METHODS)}")),
-        (all(e >= 0 for e in sweep_eps or ()), "--sweep_eps must be >= 0"),
+        (all(math.isfinite(e) and e >= 0 for e in sweep_eps or ()),
+         "--sweep_eps must be finite numbers >= 0"),
         (all(s >= 0 for s in sweep_steps), "--sweep_steps must be >= 0"),
     ]
     for ok, message in checks:
@@ -167,9 +176,9 @@ def _settings(trained):
 
 
 def _compared_reports():
-    import json
     from pathlib import Path
 
+    from anpvs_tf import files
     from anpvs_tf.config import ConfigError
 
     reports = {}
@@ -178,7 +187,8 @@ def _compared_reports():
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"--compare: no report at '{path}'")
-        reports[name or path.parent.name] = json.loads(path.read_text())
+        reports[name or path.parent.name] = files.read_json(
+            path, "rerun the evaluate.py command that wrote it")
     return reports
 
 
@@ -204,6 +214,8 @@ def main(argv):
 
     # Each attack traces once per budget; TF's retracing notes are noise.
     tf.get_logger().setLevel("ERROR")
+    cli.check_not_empty(workdir=FLAGS.workdir, output=FLAGS.output,
+                        data_dir=FLAGS.data_dir, source=FLAGS.source)
     keras.utils.set_random_seed(FLAGS.seed)
     trained, model = load_trained_model(FLAGS.workdir)
     settings = _settings(trained)
@@ -248,4 +260,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli.run_main(main))
+    cli.run(main)

@@ -9,14 +9,20 @@ same function, checked on test images), then writes into --export_dir:
                       `images` [batch, H, W, C] in [0, 1] -> `logits`,
                       `probabilities`
     model.keras       the compact Keras model
-    model.tflite      with --tflite
+    model.tflite      with --tflite (checks shape and dtype only: TFLite
+                      has no Assert kernel for the range and NaN checks)
     model_card.json   architecture, data, method, eps, size, accuracy, ...
-An existing export directory is only replaced with --overwrite.
+--export_dir may be a new path or an empty folder. An existing export is
+only replaced with --overwrite, which deletes just those four artefacts;
+the workdir, a folder holding it, the current directory or a folder with
+other files in it are never replaced (a one-line error, nothing deleted).
+A network with non-finite weights, or one whose gates pruned a whole layer,
+is refused (exit code 1). TensorFlow's C++ start-up log is hidden; set
+TF_CPP_MIN_LOG_LEVEL=0 to see it.
 """
 
 from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
 
-from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
@@ -29,7 +35,9 @@ def define_flags():
                         "Where to write the export (default: "
                         "<workdir>/export).")
     flags.DEFINE_bool("overwrite", False,
-                      "Replace an existing --export_dir.")
+                      "Replace an existing export in --export_dir (its "
+                      "saved_model, model.keras, model.tflite and model "
+                      "card; never any other file).")
     flags.DEFINE_bool("tflite", False,
                       "Also write model.tflite (same predictions).")
     flags.DEFINE_integer(
@@ -52,6 +60,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("WARNING")
 
+    cli.check_not_empty(workdir=FLAGS.workdir, export_dir=FLAGS.export_dir)
     export_dir, card = export_workdir(
         FLAGS.workdir,
         FLAGS.export_dir,
@@ -75,4 +84,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli.run_main(main))
+    cli.run(main)

@@ -5,11 +5,15 @@
 The entry's recipe (the paper's hyper-parameters) is the starting point;
 every flag that is given overrides it. Running the same command again
 resumes an interrupted run from its last epoch.
+
+Exit codes: 0 done, 2 a mistake in the flags or the workdir (one line
+says which and how to fix it), 1 the run diverged (NaN) or collapsed,
+130 interrupted. TensorFlow's C++ start-up log is hidden; set
+TF_CPP_MIN_LOG_LEVEL=0 to see it.
 """
 
 from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -178,23 +182,21 @@ def define_flags():
 
 def resolve_config():
     """Recipe of --model, then the flags that were given."""
-    import dataclasses
-
     from anpvs_tf import config as config_lib
     from anpvs_tf.registry import get_experiment
 
+    cli.check_not_empty(workdir=FLAGS.workdir, data_dir=FLAGS.data_dir,
+                        base_workdir=FLAGS.base_workdir)
     config = get_experiment(FLAGS.model)
     overrides = {key: getattr(FLAGS, flag) for flag, key in OVERRIDES.items()}
     # An IDX folder implies the idx source.
     if FLAGS.data_dir and not FLAGS.data_source:
         overrides["data.source"] = "idx"
+    config = config_lib.replace(config, **overrides)
     if FLAGS.kl_normalizer == 0:
         # 0 means "the actual training-set size", stored as None.
-        overrides["loss.kl_normalizer"] = None
-        config = dataclasses.replace(
-            config, loss=dataclasses.replace(config.loss, kl_normalizer=None)
-        )
-    return config_lib.replace(config, **overrides)
+        config = config_lib.assign(config, **{"loss.kl_normalizer": None})
+    return config
 
 
 def main(argv):
@@ -221,4 +223,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli.run_main(main))
+    cli.run(main)

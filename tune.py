@@ -13,17 +13,21 @@ floor it misses (see anpvs_tf/tuning.py). Writes into --project_dir the trial
 table (trials.json, trials.md), the Pareto front plot (pareto.png), the
 best hyper-parameters, and the best trial retrained by train.py's code path
 (best/) and exported by export.py's (best/export/). Run the same command
-again to resume an interrupted search.
+again to resume an interrupted search (a larger --max_trials extends it);
+a rerun with other settings is refused, and --overwrite deletes the old
+search first.
 
 Distributed search: keras-tuner's chief/worker mode. Start the chief with
 KERASTUNER_TUNER_ID=chief KERASTUNER_ORACLE_IP=<ip> KERASTUNER_ORACLE_PORT=
 <port>, and each worker with the same IP and port and KERASTUNER_TUNER_ID=
 tuner0, tuner1, ...; every process runs this same command (see README).
+
+TensorFlow's C++ start-up log is hidden; set TF_CPP_MIN_LOG_LEVEL=0 to see
+it.
 """
 
 from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
 
-from absl import app
 from absl import flags
 from absl import logging
 
@@ -40,7 +44,8 @@ def define_flags():
         "Zoo entry whose recipe is searched (a gated method).")
     flags.DEFINE_string("project_dir", "runs/tune",
                         "Where the search, its reports and the best model "
-                        "go; an existing one is resumed.")
+                        "go; an existing one is resumed (with the same "
+                        "settings only).")
     flags.DEFINE_enum("tuner", "bayesian", list(TUNERS),
                       "Search algorithm: random search, Bayesian "
                       "optimisation (Gaussian process) or Hyperband.")
@@ -76,11 +81,28 @@ def define_flags():
                       "--help).")
     flags.DEFINE_integer("seed", None, "Seed of the tuner and the trials.")
     flags.DEFINE_bool("overwrite", False,
-                      "Start the search over instead of resuming it.")
+                      "Start the search over: deletes what an earlier "
+                      "search wrote in --project_dir (refused if other "
+                      "files lie there).")
     flags.DEFINE_bool("retrain_best", True,
                       "Retrain the best trial and export it.")
     flags.DEFINE_enum("verbose", "0", ["0", "1", "2"],
                       "Keras progress output of each trial.")
+
+
+def check_flag_values(values):
+    """ConfigError for flag values no search can use: a NaN or infinite
+    float flag, an empty --project_dir. `values`: flag name -> value."""
+    import math
+
+    from anpvs_tf.config import ConfigError
+
+    for name, value in sorted(values.items()):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"--{name} must be a finite number; got {value}")
+    if not str(values.get("project_dir") or "").strip():
+        raise ConfigError("--project_dir must not be empty; pass the folder "
+                          "of the search, e.g. --project_dir=runs/tune")
 
 
 def resolve_config():
@@ -112,6 +134,7 @@ def resolve_config():
 
 def main(argv):
     del argv
+    check_flag_values(FLAGS.flag_values_dict())
     import dataclasses
     import shlex
     import sys
@@ -124,6 +147,8 @@ def main(argv):
     from anpvs_tf.search import run_search
     from anpvs_tf.tuning import Floors
 
+    # Floors check their ranges: a bad floor fails before anything exists.
+    floors = Floors(FLAGS.min_sparsity, FLAGS.min_flops_speedup)
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")  # one retracing warning per trial
     config = config_lib.validate(resolve_config())
@@ -136,7 +161,7 @@ def main(argv):
         FLAGS.project_dir,
         tuner=FLAGS.tuner,
         max_trials=FLAGS.max_trials,
-        floors=Floors(FLAGS.min_sparsity, FLAGS.min_flops_speedup),
+        floors=floors,
         strategy=make_strategy(FLAGS.strategy),
         overwrite=FLAGS.overwrite,
         retrain_best=FLAGS.retrain_best,
@@ -154,4 +179,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(cli.run_main(main))
+    cli.run(main)

@@ -1,8 +1,13 @@
 """Training callbacks."""
 
+import csv
+import io
 import time
+from pathlib import Path
 
 import keras
+
+from anpvs_tf import files
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -42,3 +47,56 @@ class GateFreeze(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch >= self.gate_epochs and not self.model.gates_frozen:
             self.model.freeze_gates()
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """history.csv: one row per finished epoch, rewritten atomically.
+
+    A resumed run first drops the rows of epochs it trains again (those
+    after the checkpoint it resumed from, e.g. after a fallback to an older
+    checkpoint), so no epoch is ever listed twice; a torn last line of a
+    file written by an older version is dropped too.
+    """
+
+    def __init__(self, path, initial_epoch):
+        super().__init__()
+        self.path = Path(path)
+        self.rows = self._read_rows(initial_epoch)
+
+    def _read_rows(self, initial_epoch):
+        if not self.path.exists():
+            return []
+        try:
+            rows = list(csv.DictReader(io.StringIO(self.path.read_text())))
+        except (csv.Error, UnicodeDecodeError):
+            return []
+        kept = []
+        for row in rows:
+            epoch = row.get("epoch") or ""
+            if not epoch.isdigit() or None in row.values():
+                continue  # a torn or foreign line
+            if int(epoch) < initial_epoch:
+                kept.append(row)
+        return kept
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch]
+        self.rows.append({"epoch": str(epoch), **{
+            key: _format(value) for key, value in (logs or {}).items()
+        }})
+        keys = ["epoch", *sorted(
+            {key for row in self.rows for key in row} - {"epoch"}
+        )]
+        text = io.StringIO()
+        writer = csv.DictWriter(text, keys, restval="",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        files.write_text(self.path, text.getvalue())
+
+
+def _format(value):
+    try:
+        return repr(float(value))
+    except (TypeError, ValueError):
+        return str(value)

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import math
 from dataclasses import field
 
 from anpvs_tf.data import DATASETS
@@ -157,11 +158,22 @@ def from_dict(values):
 def replace(config, **overrides):
     """Returns a copy with dotted-key overrides, e.g. {"train.epochs": 3}.
 
-    Values of None are ignored, so unset flags keep the recipe's value.
+    Values of None are ignored, so unset flags keep the recipe's value;
+    `assign` sets None too.
     """
+    return _apply(config, overrides, skip_none=True)
+
+
+def assign(config, **values):
+    """Like `replace`, but None is a value: {"train.gate_epochs": None}
+    clears the field."""
+    return _apply(config, values, skip_none=False)
+
+
+def _apply(config, overrides, skip_none):
     sections = {name: getattr(config, name) for name in _SECTIONS}
     for key, value in overrides.items():
-        if value is None:
+        if value is None and skip_none:
             continue
         section, _, attr = key.partition(".")
         target = sections.get(section)
@@ -179,34 +191,98 @@ def replace(config, **overrides):
     return validate(ExperimentConfig(**sections))
 
 
+def first_difference(old, new, only_old_keys=False, prefix=""):
+    """The first dotted key whose value differs between two nested dicts,
+    as "key: old -> new", or None. With `only_old_keys`, keys that `old`
+    lacks (settings stored by an older version) are not compared."""
+    keys = set(old) if only_old_keys else set(old) | set(new)
+    for key in sorted(keys):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = first_difference(a, b, only_old_keys, f"{prefix}{key}.")
+            if found:
+                return found
+        elif a != b:
+            return f"{prefix}{key}: {a} -> {b}"
+    return None
+
+
 def _choice(value, choices, what):
     return (value in choices,
             f"unknown {what} '{value}'; choose one of {', '.join(choices)}")
 
 
+def _finite(value, flag, low=None, strict=False):
+    """A check that a float setting is finite and above `low`."""
+    finite = isinstance(value, (int, float)) and math.isfinite(value)
+    if low is None:
+        return finite, f"{flag} must be a finite number (got {value})"
+    above = finite and (value > low if strict else value >= low)
+    sign = ">" if strict else ">="
+    return above, f"{flag} must be a finite number {sign} {low} (got {value})"
+
+
 def validate(config):
-    """Raises ConfigError naming the first invalid value and how to fix it."""
+    """Raises ConfigError naming the first invalid value and how to fix it.
+
+    Covers ranges (every float finite, with its sign) and settings that
+    contradict each other, so a mistake is caught before anything runs.
+    """
+    data, train, loss = config.data, config.train, config.loss
+    gated = train.method in GATED_METHODS
     checks = [
-        _choice(config.train.method, METHODS, "method"),
-        _choice(config.data.dataset, DATASETS, "dataset"),
-        _choice(config.train.base_method, BASE_METHODS, "base method"),
-        _choice(config.data.source, DATA_SOURCES, "data source"),
-        _choice(config.train.strategy, STRATEGIES, "strategy"),
-        _choice(config.train.mixed_precision, MIXED_PRECISION,
+        _choice(train.method, METHODS, "method"),
+        _choice(data.dataset, DATASETS, "dataset"),
+        _choice(train.base_method, BASE_METHODS, "base method"),
+        _choice(data.source, DATA_SOURCES, "data source"),
+        _choice(train.strategy, STRATEGIES, "strategy"),
+        _choice(train.mixed_precision, MIXED_PRECISION,
                 "mixed precision policy"),
-        (config.train.epochs >= 1, "--epochs must be at least 1"),
-        (config.train.batch_size >= 1, "--batch_size must be at least 1"),
-        (config.train.base_epochs >= 1, "--base_epochs must be at least 1"),
-        (config.train.gate_epochs is None or config.train.gate_epochs >= 1,
+        (train.epochs >= 1, "--epochs must be at least 1"),
+        (train.batch_size >= 1, "--batch_size must be at least 1"),
+        (config.eval.batch_size >= 1, "--eval_batch_size must be at least 1"),
+        (train.base_epochs >= 1, "--base_epochs must be at least 1"),
+        (train.gate_epochs is None or train.gate_epochs >= 1,
          "--gate_epochs must be at least 1 (or left out: the gates learn "
          "for every epoch)"),
-        (config.loss.kl_weight >= 0, "--beta must be >= 0"),
-        (config.loss.vs_weight >= 0, "--vs_weight (lambda) must be >= 0"),
-        (config.data.monitor_examples >= 0,
-         "--monitor_examples must be >= 0"),
-        (config.data.validation_examples >= 0,
+        (train.gate_epochs is None or gated,
+         f"--gate_epochs only applies to gated methods "
+         f"({', '.join(GATED_METHODS)}), not {train.method}; leave it out"),
+        (train.gate_epochs is None or train.gate_epochs < train.epochs,
+         f"--gate_epochs={train.gate_epochs} must be less than "
+         f"--epochs={train.epochs}: the gates freeze after that many "
+         "epochs and the pruned network fine-tunes for the rest"),
+        (train.base_workdir is None or train.method in FROM_BASE_METHODS,
+         f"--base_workdir is only read by methods that start from a base "
+         f"model ({', '.join(FROM_BASE_METHODS)}), not {train.method}; "
+         "leave it out"),
+        (data.data_dir is None or data.source != "embedded",
+         "--data_dir is not read with --data_source=embedded (the data "
+         "shipped in the package); pass --data_source=idx or tfds, or "
+         "leave --data_dir out"),
+        _finite(train.weight_learning_rate, "--weight_lr", 0, strict=True),
+        _finite(train.gate_learning_rate, "--gate_lr", 0, strict=True),
+        (all(isinstance(f, (int, float)) and 0 < f < 1
+             for f in train.decay_fractions),
+         f"learning-rate decay fractions must lie in (0, 1) (got "
+         f"{train.decay_fractions})"),
+        _finite(loss.kl_weight, "--beta", 0),
+        _finite(loss.vs_weight, "--vs_weight (lambda)", 0),
+        _finite(loss.adv_weight, "the adversarial loss weight", 0),
+        _finite(loss.trades_weight, "--trades_beta", 0),
+        _finite(loss.l2_weight, "the L2 weight", 0),
+        (loss.kl_normalizer is None or loss.kl_normalizer >= 1,
+         f"--kl_normalizer must be >= 1, or 0 for the training-set size "
+         f"(got {loss.kl_normalizer})"),
+        _finite(config.model.gate_concentration0_init,
+                "the gates' initial concentration0"),
+        (data.monitor_examples >= 0, "--monitor_examples must be >= 0"),
+        (data.validation_examples >= 0,
          "--validation_examples must be >= 0"),
     ]
+    if config.model.gate_concentration1_init is not None:
+        checks.append(_finite(config.model.gate_concentration1_init,
+                              "--gate_init"))
     for attack, what in (
         (config.attack, "training"),
         (config.eval.attack, "evaluation"),
@@ -216,16 +292,16 @@ def validate(config):
              f"the {what} attack's epsilon must be in [0, 1] (got "
              f"{attack.epsilon}); it is an L-inf radius in pixel units, "
              "e.g. --epsilon=0.3 for MNIST"),
-            (attack.step_size > 0,
-             f"the {what} attack's step size must be > 0 (got "
-             f"{attack.step_size}); pass e.g. --pgd_step_size=0.01"),
+            (math.isfinite(attack.step_size) and attack.step_size > 0,
+             f"the {what} attack's step size must be a finite number > 0 "
+             f"(got {attack.step_size}); pass e.g. --pgd_step_size=0.01"),
             (attack.num_steps >= 0,
              f"the {what} attack's number of PGD steps must be >= 0 (got "
              f"{attack.num_steps})"),
         ]
     for examples, flag in (
-        (config.data.train_examples, "--train_examples"),
-        (config.data.test_examples, "--test_examples"),
+        (data.train_examples, "--train_examples"),
+        (data.test_examples, "--test_examples"),
     ):
         checks.append(
             (examples is None or examples >= 1, f"{flag} must be >= 1")

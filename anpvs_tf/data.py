@@ -155,19 +155,64 @@ def _load_idx(data_dir, split):
     return images[..., np.newaxis], labels
 
 
+# tfds downloads prepared datasets from Google Cloud Storage first.
+_TFDS_HOST = ("storage.googleapis.com", 443)
+
+
+def _online(address=_TFDS_HOST, timeout=3.0):
+    """Whether a TCP connection to `address` opens within `timeout` s."""
+    import socket
+
+    try:
+        socket.create_connection(address, timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _tfds_load(dataset, split, data_dir, download):
+    import tensorflow_datasets as tfds
+    from absl import logging
+
+    verbosity = logging.get_verbosity()
+    # tfds warns about the missing folder of a dataset not prepared yet.
+    logging.set_verbosity(logging.ERROR)
+    try:
+        return tfds.load(dataset, split=split, as_supervised=True,
+                         data_dir=data_dir, download=download)
+    finally:
+        logging.set_verbosity(verbosity)
+
+
 def _load_tfds(dataset, split, data_dir):
     # Imported here: tensorflow_datasets is slow to import and only this
     # source needs it.
     import tensorflow_datasets as tfds
 
     try:
-        supervised = tfds.load(
-            dataset, split=split, as_supervised=True, data_dir=data_dir
-        )
+        try:
+            # What is prepared already, without touching the network.
+            supervised = _tfds_load(dataset, split, data_dir, download=False)
+        except Exception:  # not prepared: tfds raises several types
+            if not _online():
+                # Offline, tfds would retry its downloads for minutes and
+                # leave partial files behind; say so at once instead.
+                raise DataError(
+                    f"{dataset} is not prepared in "
+                    f"{data_dir or '~/tensorflow_datasets'} and this machine "
+                    "cannot reach the internet to download it; prepare it "
+                    "where there is internet (python -c \"import "
+                    "tensorflow_datasets as tfds; "
+                    f"tfds.load('{dataset}')\") and pass that folder as "
+                    "--data_dir, or use --data_source=embedded or idx"
+                ) from None
+            supervised = _tfds_load(dataset, split, data_dir, download=True)
         # Not batch_size=-1: tfds turns it into padded_batch(sys.maxsize)
         # when split sizes are unknown (e.g. under tfds.testing.mock_data),
         # which aborts the process.
         batches = list(tfds.as_numpy(supervised.batch(8192)))
+    except DataError:
+        raise
     except Exception as err:  # tfds raises many types when offline.
         summary = str(err).strip().splitlines()[0] if str(err) else ""
         raise DataError(

@@ -1,16 +1,17 @@
 """A trained workdir -> compact, verified, documented serving export."""
 
 import datetime
-import json
 from pathlib import Path
 
 import keras
 import numpy as np
 
 import anpvs_tf
+from anpvs_tf import files
 from anpvs_tf import serving
 from anpvs_tf.complexity import complexity_report
 from anpvs_tf.complexity import count_complexity
+from anpvs_tf.config import ConfigError
 from anpvs_tf.pruning import compact_network
 from anpvs_tf.training import COMMAND_FILE
 from anpvs_tf.training import RESULTS_FILE
@@ -23,6 +24,26 @@ EQUIVALENCE_TOLERANCE = 1e-4
 
 class ExportVerificationError(RuntimeError):
     """The compact model does not compute the gated model's function."""
+
+
+def read_results(workdir):
+    """The workdir's results.json, which the card's robustness comes from.
+
+    Without it (a run stopped between saving the network and evaluating
+    it) or when damaged, the same train.py command writes it again: it
+    evaluates the trained network and does not train again.
+    """
+    path = Path(workdir) / RESULTS_FILE
+    if not path.exists():
+        raise ConfigError(
+            f"'{workdir}' holds no evaluation of its training ({RESULTS_FILE}"
+            " is missing); run the same train.py command to finish it"
+        )
+    return files.read_json(
+        path,
+        recover="delete it and run the same train.py command: it "
+                "re-evaluates the trained network without training again",
+    )
 
 
 def _predict(function, images, batch_size=500):
@@ -48,16 +69,20 @@ def verify_equivalence(network, compact, images):
 
 
 def model_card(workdir, config, network, compact, images, labels,
-               verify_examples):
-    """What a user of the export needs to know, as a JSON-able dict."""
+               verify_examples, trained=None):
+    """What a user of the export needs to know, as a JSON-able dict.
+
+    `trained`: the workdir's results (read from it if None).
+    """
     workdir = Path(workdir)
+    if trained is None:
+        trained = read_results(workdir)
     difference = verify_equivalence(
         network, compact, images[:verify_examples]
     )
     predictions = _predict(compact, images).argmax(axis=-1)
     gated = complexity_report(network)
     size = count_complexity(compact)
-    trained = json.loads((workdir / RESULTS_FILE).read_text())
     command_path = workdir / COMMAND_FILE
     return {
         "name": compact.name,
@@ -123,15 +148,18 @@ def export_workdir(workdir, export_dir=None, tflite=False, overwrite=False,
     workdir = Path(workdir)
     export_dir = Path(export_dir or workdir / "export")
     # Before any work: the user learns it at once.
-    serving.check_export_dir(export_dir, overwrite)
+    serving.check_export_dir(export_dir, overwrite, workdir)
     config, model = load_trained_model(workdir)
+    trained = read_results(workdir)
     network = model.network
     compact = compact_network(network)
     images, labels = load_split(config.data, "test")
     card = model_card(
-        workdir, config, network, compact, images, labels, verify_examples
+        workdir, config, network, compact, images, labels, verify_examples,
+        trained,
     )
     card = serving.export(
-        compact, export_dir, card, tflite=tflite, overwrite=overwrite
+        compact, export_dir, card, tflite=tflite, overwrite=overwrite,
+        workdir=workdir,
     )
     return export_dir, card

@@ -6,6 +6,8 @@ never selects a backend or needs a display.
 
 import numpy as np
 
+from anpvs_tf import files
+
 
 def _pyplot():
     import matplotlib
@@ -33,8 +35,7 @@ def plot_accuracy_vs_epsilon(curves, path, title=None, xlabel="eps"):
     axes.legend()
     axes.set_title(title or "PGD robust accuracy against eps")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, path)
     return path
 
 
@@ -62,6 +63,13 @@ def plot_vulnerability_distribution(models, path, title=None):
     figure.legend(handles, labels, loc="lower center", ncol=len(models))
     figure.suptitle(title or "Distribution of feature vulnerability")
     figure.tight_layout(rect=(0, 0.08, 1, 1))
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, path)
     return path
+
+
+def _save(figure, path):
+    """Saves a figure atomically as PNG (format from the final name's
+    extension) and closes it."""
+    with files.atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=120)
+    _pyplot().close(figure)

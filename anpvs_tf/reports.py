@@ -4,9 +4,10 @@ A report never silently replaces an earlier one: writing to a path that
 holds one needs overwrite=True (evaluate.py --overwrite).
 """
 
-import json
+import tempfile
 from pathlib import Path
 
+from anpvs_tf import files
 from anpvs_tf.config import ConfigError
 from anpvs_tf.plots import plot_accuracy_vs_epsilon
 from anpvs_tf.plots import plot_vulnerability_distribution
@@ -24,12 +25,31 @@ def report_paths(prefix):
 
 
 def check_writable(prefix, overwrite):
-    """Raises ConfigError if a report already lives at `prefix`."""
+    """Raises ConfigError if a report already lives at `prefix`, or if its
+    folder cannot be written: checked before an evaluation runs, so its
+    results are never lost to a refused write at the end."""
     existing = [p for p in report_paths(prefix).values() if p.exists()]
     if existing and not overwrite:
         raise ConfigError(
             f"'{existing[0]}' already exists; pass --overwrite to replace "
-            "it, or --output=<path> to keep both")
+            "it (and the other files of that report), or --output=<path> "
+            "to keep both")
+    folder = Path(prefix).absolute().parent
+    nearest = folder
+    while not nearest.exists():
+        nearest = nearest.parent
+    if not nearest.is_dir():
+        raise ConfigError(
+            f"cannot write the report into '{folder}': '{nearest}' is a "
+            "file; choose another --output")
+    try:
+        # A real write: permission bits do not tell (root, read-only
+        # mounts, full disks).
+        tempfile.TemporaryFile(dir=nearest).close()
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write the report into '{folder}' ({error.strerror}); "
+            "choose a writable --output") from None
 
 
 def _percent(value):
@@ -142,8 +162,8 @@ def write_report(report, prefix, overwrite=False, others=None, title=None):
     paths = report_paths(prefix)
     paths["json"].parent.mkdir(parents=True, exist_ok=True)
     written = [paths["json"], paths["markdown"]]
-    paths["json"].write_text(json.dumps(report, indent=2))
-    paths["markdown"].write_text(format_report(report, title))
+    files.write_json(paths["json"], report)
+    files.write_text(paths["markdown"], format_report(report, title))
     reports = {title or "this model": report, **(others or {})}
     curves = {
         name: (r["sweeps"]["epsilon"]["values"], r["sweeps"]["epsilon"]["acc"])

@@ -1,7 +1,10 @@
 """A whole hyper-parameter search in a project directory, resumable.
 
 Project layout:
-    config.json              the recipe searched (with its validation split)
+    config.json              the search's settings: the recipe searched
+                             (with its validation split) and, under
+                             "search", the tuner and the size floors; a
+                             rerun with other settings is refused
     base/                    the base model every trial starts from
                              (train.py's workdir layout)
     search/                  keras-tuner's state: a rerun resumes from it
@@ -11,6 +14,9 @@ Project layout:
     best_hyperparameters.json
     best/                    the best trial retrained by `train` (the
                              path of train.py), and best/export/ (export.py)
+
+Every file is written atomically (anpvs_tf.files); --overwrite deletes
+exactly these entries, and refuses a project dir holding anything else.
 """
 
 import json
@@ -20,32 +26,115 @@ import keras
 import keras_tuner as kt
 
 from anpvs_tf import config as config_lib
+from anpvs_tf import files
 from anpvs_tf import tuning
 from anpvs_tf.exporter import export_workdir
+from anpvs_tf.training import base_config
 from anpvs_tf.training import train
 
+SETTINGS_FILE = "config.json"
+TUNER_DIR = tuning.PROJECT_NAME  # keras-tuner's state
+# Everything run_search writes into a project dir: what overwrite deletes.
+OWNED = frozenset({
+    SETTINGS_FILE, "base", TUNER_DIR, "default.json", "trials.json",
+    "trials.md", "pareto.png", "best_hyperparameters.json", "best",
+})
+DEFAULT_KEYS = ("hyperparameters", "clean_val_acc", "robust_val_acc",
+                "unit_sparsity", "flops_speedup")
 
-def _write_json(path, value):
-    path.write_text(json.dumps(value, indent=2) + "\n")
+
+def search_settings(config, tuner, floors):
+    """What a resumed search must match, as stored in config.json: the
+    recipe's config plus, under "search", the tuner and the floors.
+    max_trials is not a setting: raising it extends the same search."""
+    settings = json.loads(config.to_json())
+    settings["search"] = {
+        "tuner": tuner,
+        "min_sparsity": floors.min_sparsity,
+        "min_flops_speedup": floors.min_flops_speedup,
+    }
+    return settings
 
 
-def _base_config(config):
-    return config_lib.replace(config, **{
-        "train.method": "standard",
-        "train.epochs": config.train.base_epochs,
-    })
+def _comparable(settings):
+    """Stored or new settings as compared: the config read by the current
+    code (keys added since get their defaults), without what may change on
+    a resume: the strategy (as train.py) and the base workdir (always the
+    project's base/, wherever the project dir is reached from)."""
+    settings = dict(settings)
+    search = settings.pop("search", None)
+    try:
+        settings = json.loads(config_lib.from_dict(settings).to_json())
+    except (TypeError, ValueError):  # keys this version does not know
+        pass
+    train_settings = settings.get("train")
+    if isinstance(train_settings, dict):
+        settings["train"] = {k: v for k, v in train_settings.items()
+                             if k not in ("strategy", "base_workdir")}
+    if search is not None:  # absent: a project dir from before the floors
+        settings["search"] = search  # and tuner were stored
+    return settings
+
+
+def _check_settings(project_dir, settings):
+    """Raises ConfigError if project_dir's stored search has other
+    settings than `settings`."""
+    path = project_dir / SETTINGS_FILE
+    recover = (
+        "pass --overwrite to start that search over, or, if it is the same "
+        f"search, delete {SETTINGS_FILE} and run the same tune.py command "
+        "(it is resumed unchecked)"
+    )
+    stored = files.read_json(path, recover)
+    if not isinstance(stored, dict):
+        raise files.DamagedFileError(
+            f"'{path}' is damaged (not a JSON object); {recover}")
+    changed = config_lib.first_difference(
+        _comparable(stored), _comparable(settings), only_old_keys=True)
+    if changed:
+        raise config_lib.ConfigError(
+            f"'{project_dir}' holds a search with other settings "
+            f"({changed}); choose another --project_dir, or pass "
+            "--overwrite to delete that search (its base model, trials, "
+            "reports and best model)"
+        )
+
+
+def _prepare_project(project_dir, settings, overwrite):
+    """Checks (or, with overwrite, deletes) an existing search, then
+    stores `settings`: before any work, so a search killed at any point
+    is resumed only with its own settings."""
+    if project_dir.exists():
+        if overwrite:
+            files.remove_owned(project_dir, OWNED, "a tune.py search")
+        elif (project_dir / SETTINGS_FILE).exists():
+            _check_settings(project_dir, settings)
+    project_dir.mkdir(parents=True, exist_ok=True)
+    files.write_json(project_dir / SETTINGS_FILE, settings)
+
+
+def read_default(path):
+    """The recipe default's score stored in `path` (default.json)."""
+    recover = "delete it and run the same tune.py command: it is re-scored"
+    default = files.read_json(path, recover)
+    if not isinstance(default, dict) or not all(
+            key in default for key in DEFAULT_KEYS):
+        raise files.DamagedFileError(
+            f"'{path}' is damaged (not a scored default: "
+            f"{', '.join(DEFAULT_KEYS)} expected); {recover}")
+    return default
 
 
 def score_default(hypermodel, path):
     """The recipe's hyper-parameters through the same build and fit."""
     if path.exists():
-        return json.loads(path.read_text())
+        return read_default(path)
     hp = kt.HyperParameters()  # every value at its default: the recipe
     keras.utils.set_random_seed(hypermodel.config.train.seed)
     model = hypermodel.build(hp)
     metrics = hypermodel.fit(hp, model)
     result = {"hyperparameters": dict(hp.values), **metrics}
-    _write_json(path, result)
+    files.write_json(path, result)
     return result
 
 
@@ -81,7 +170,8 @@ def plot_pareto(rows, default, path):
     axes.legend(loc="best", fontsize=8)
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    with files.atomic_path(path, suffix=".png") as temporary:
+        figure.savefig(temporary, dpi=120)
     plt.close(figure)
 
 
@@ -115,7 +205,11 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
     `config` is the recipe, with `train.epochs` the epochs of one trial and
     `data.validation_examples` > 0. Rerunning the same call resumes: the
     base model, finished trials, the default's score and the best model are
-    reused, and only missing work is done.
+    reused, and only missing work is done. A larger `max_trials` extends
+    the search; any other change (the config, the tuner, the floors) is
+    refused with a ConfigError before any work. `overwrite` deletes the
+    previous search first (ForeignFilesError, nothing deleted, if the
+    project dir holds files the search did not write).
 
     `command` (the tune.py command line) is recorded with the best model.
 
@@ -127,13 +221,13 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
             "a search needs a validation split: pass --validation_examples"
         )
     project_dir = Path(project_dir)
-    project_dir.mkdir(parents=True, exist_ok=True)
     base_dir = project_dir / "base"
-    log(f"Base model in {base_dir}")
-    train(_base_config(config), base_dir, log=log, verbose=verbose)
     config = config_lib.replace(config, **{
         "train.base_workdir": str(base_dir)})
-    _write_json(project_dir / "config.json", config.to_dict())
+    _prepare_project(
+        project_dir, search_settings(config, tuner, floors), overwrite)
+    log(f"Base model in {base_dir}")
+    train(base_config(config), base_dir, log=log, verbose=verbose)
 
     hypermodel = tuning.ANPVSHyperModel(config, base_dir, floors, verbose)
     hypermodel.load_data()
@@ -142,7 +236,7 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
         config.train.seed, strategy=strategy, overwrite=overwrite,
     )
     log(f"Searching ({tuner}, up to {max_trials} trials of "
-        f"{config.train.epochs} epochs) in {project_dir / 'search'}")
+        f"{config.train.epochs} epochs) in {project_dir / TUNER_DIR}")
     search.search(verbose=verbose)
     default = score_default(hypermodel, project_dir / "default.json")
     default[tuning.OBJECTIVE] = tuning.objective_value(
@@ -165,12 +259,13 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
         "epochs_per_trial": config.train.epochs,
         "tuner": tuner,
     }
-    _write_json(project_dir / "trials.json", report)
-    (project_dir / "trials.md").write_text(_markdown(rows, default, objective))
+    files.write_json(project_dir / "trials.json", report)
+    files.write_text(project_dir / "trials.md",
+                     _markdown(rows, default, objective))
     plot_pareto(rows, default, project_dir / "pareto.png")
     best = rows[0]
-    _write_json(project_dir / "best_hyperparameters.json",
-                best["hyperparameters"])
+    files.write_json(project_dir / "best_hyperparameters.json",
+                     best["hyperparameters"])
     if retrain_best:
         best_hp = kt.HyperParameters()
         hypermodel.config_for(best_hp)  # registers the space's defaults

@@ -18,7 +18,6 @@ write into throw-away folders (distribution.WorkerPaths).
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import keras
@@ -27,9 +26,11 @@ import tensorflow as tf
 
 from anpvs_tf import config as config_lib
 from anpvs_tf import data
+from anpvs_tf import files
 from anpvs_tf import precision
 from anpvs_tf.callbacks import EpochCheckpoint
 from anpvs_tf.callbacks import GateFreeze
+from anpvs_tf.callbacks import HistoryLog
 from anpvs_tf.config import FROM_BASE_METHODS
 from anpvs_tf.config import GATED_METHODS
 from anpvs_tf.config import ConfigError
@@ -41,6 +42,8 @@ from anpvs_tf.distribution import is_multi_worker
 from anpvs_tf.distribution import make_strategy
 from anpvs_tf.evaluation import evaluate_model
 from anpvs_tf.evaluation import format_results
+from anpvs_tf.guards import DivergenceGuard
+from anpvs_tf.guards import check_usable
 from anpvs_tf.model import ANPVSModel
 from anpvs_tf.optimizers import make_optimizers
 from anpvs_tf.registry import build_network
@@ -49,6 +52,18 @@ CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 COMMAND_FILE = "command.txt"
 NETWORK_FILE = "network.weights.h5"
+HISTORY_FILE = "history.csv"
+CHECKPOINT_DIR = "checkpoints"
+BASE_DIR = "base"
+# Everything train.py (and evaluate.py / export.py with their default
+# outputs) writes into a workdir: --overwrite deletes these and nothing
+# else, and refuses a workdir that holds anything more.
+WORKDIR_ENTRIES = frozenset({
+    CONFIG_FILE, CHECKPOINT_DIR, "logs", HISTORY_FILE, NETWORK_FILE,
+    COMMAND_FILE, RESULTS_FILE, "results.md", BASE_DIR, "export",
+    "evaluation.json", "evaluation.md", "evaluation_accuracy_vs_eps.png",
+    "evaluation_vulnerability.png", "blackbox_sources",
+})
 
 
 def load_split(data_config, split):
@@ -128,11 +143,34 @@ def read_config(workdir):
             f"no trained run in '{workdir}' ({CONFIG_FILE} is missing); "
             "pass the --workdir that train.py wrote"
         )
-    return config_lib.from_dict(json.loads(path.read_text()))
+    stored = files.read_json(path, _DAMAGED_CONFIG)
+    if not _is_our_config(stored):
+        raise ConfigError(
+            f"'{path}' is not a config train.py wrote; pass the --workdir "
+            "of a train.py run"
+        )
+    return config_lib.from_dict(stored)
+
+
+_DAMAGED_CONFIG = (
+    "train.py wrote it atomically, so it was changed afterwards: restore "
+    "it, or train again in a new --workdir"
+)
+
+
+def _is_our_config(stored):
+    """Whether a parsed config.json has the layout train.py writes."""
+    return isinstance(stored, dict) and set(stored) == set(
+        config_lib.ExperimentConfig().to_dict()
+    )
 
 
 def load_trained_model(workdir):
-    """Rebuilds a finished run's model; returns (config, model)."""
+    """Rebuilds a finished run's model; returns (config, model).
+
+    A damaged weights file, or a network that diverged or collapsed, is a
+    one-line error, never a result.
+    """
     workdir = Path(workdir)
     config = read_config(workdir)
     weights = workdir / NETWORK_FILE
@@ -143,18 +181,45 @@ def load_trained_model(workdir):
         )
     input_shape, num_classes = data.DATASET_INFO[config.data.dataset]
     model = build_model(config, input_shape, num_classes, 1)
-    model.network.load_weights(weights)
+    try:
+        model.network.load_weights(weights)
+    except Exception as error:  # h5py and Keras raise many kinds
+        summary = (str(error).strip().splitlines() or [""])[0][:120]
+        raise files.DamagedFileError(
+            f"'{weights}' is damaged ({type(error).__name__}: {summary}); "
+            f"delete it and {RESULTS_FILE} beside it, then run the same "
+            "train.py command: it rewrites both from the last checkpoint"
+        ) from None
+    check_usable(model.network, f"'{workdir}'")
     model.compile(jit_compile=False)
     return config, model
 
 
+# Config fields that hold paths: stored resolved, compared by target.
+PATH_KEYS = ("data.data_dir", "train.base_workdir")
+
+
+def resolve_paths(config):
+    """The config with its path fields made absolute, symlinks resolved,
+    so the same folder spelled differently is the same run."""
+    values = {}
+    for key in PATH_KEYS:
+        section, field = key.split(".")
+        value = getattr(getattr(config, section), field)
+        if value is not None:
+            values[key] = str(Path(value).expanduser().resolve())
+    return config_lib.replace(config, **values)
+
+
 def _comparable(config_dict):
     """A stored config as the current code reads it (keys added since get
-    their defaults), minus the strategy: results do not depend on the
-    number of replicas (tested), so a run may resume on other hardware."""
+    their defaults, paths resolved), minus the strategy: results do not
+    depend on the number of replicas (tested), so a run may resume on
+    other hardware."""
     try:
-        config_dict = json.loads(config_lib.from_dict(config_dict).to_json())
-    except TypeError:  # keys this version does not know: compare as is
+        config_dict = json.loads(resolve_paths(
+            config_lib.from_dict(config_dict)).to_json())
+    except (TypeError, ConfigError):  # keys this version does not know
         config_dict = dict(config_dict)
     config_dict["train"] = {
         k: v for k, v in config_dict.get("train", {}).items()
@@ -163,60 +228,121 @@ def _comparable(config_dict):
     return config_dict
 
 
+def _has_trained(workdir):
+    """Whether a workdir holds any result of training: a checkpoint, the
+    network, results or a base model."""
+    checkpoints = workdir / CHECKPOINT_DIR
+    return (
+        (checkpoints.is_dir() and any(checkpoints.iterdir()))
+        or any((workdir / name).exists()
+               for name in (NETWORK_FILE, RESULTS_FILE, BASE_DIR))
+    )
+
+
+_OVERWRITE_DELETES = (
+    "--overwrite to delete that run (its checkpoints, network, logs, "
+    "results, base model and default evaluation and export)"
+)
+
+
+def _check_workdir(config, workdir, overwrite):
+    """Whether to clear `workdir` before the run; ConfigError if it holds
+    something this run must not touch. Reads only, deletes nothing."""
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(
+            f"--workdir '{workdir}' is a file, not a folder; choose another "
+            "--workdir"
+        )
+    if not workdir.exists() or not any(workdir.iterdir()):
+        return False
+    foreign = files.foreign_entries(workdir, WORKDIR_ENTRIES)
+    path = workdir / CONFIG_FILE
+    stored = files.read_json(path, _DAMAGED_CONFIG) if path.exists() else None
+    if foreign or not _is_our_config(stored):
+        what = (f"files train.py did not write ({', '.join(foreign[:3])})"
+                if foreign else "no train.py run")
+        raise ConfigError(
+            f"'{workdir}' is not empty and holds {what}; nothing was "
+            "changed: choose a new or empty --workdir"
+        )
+    previous = _comparable(stored)
+    current = _comparable(config.to_dict())
+    if previous != current and not overwrite:
+        if not _has_trained(workdir):
+            # A run that failed before its first epoch: nothing to lose.
+            return True
+        changed = config_lib.first_difference(previous, current)
+        raise ConfigError(
+            f"'{workdir}' holds a run with a different config "
+            f"({changed}); choose another --workdir, or pass "
+            f"{_OVERWRITE_DELETES}"
+        )
+    if overwrite and (workdir / BASE_DIR).exists():
+        # base/ is deleted too: it must be ours all the way down.
+        _check_workdir(config, workdir / BASE_DIR, overwrite=True)
+    return overwrite
+
+
 def _prepare_workdir(config, workdir, overwrite, chief=True):
     """Creates the workdir, or checks that it holds the same run.
 
-    Only the chief creates, deletes or writes; the other workers check.
+    With `overwrite`, deletes only what train.py writes (WORKDIR_ENTRIES)
+    and refuses a workdir holding anything else. Only the chief creates,
+    deletes or writes; the other workers check.
     """
-    path = workdir / CONFIG_FILE
-    if path.exists():
-        previous = _comparable(json.loads(path.read_text()))
-        if previous != _comparable(config.to_dict()):
-            if not overwrite:
-                changed = _first_difference(
-                    previous, _comparable(config.to_dict())
-                )
-                raise ConfigError(
-                    f"'{workdir}' holds a run with a different config "
-                    f"({changed}); choose another --workdir, or pass "
-                    "--overwrite to delete it"
-                )
-            if chief:
-                shutil.rmtree(workdir)
-        elif overwrite and chief:
-            shutil.rmtree(workdir)
-    if chief:
-        workdir.mkdir(parents=True, exist_ok=True)
-        path.write_text(config.to_json())
+    clear = _check_workdir(config, workdir, overwrite)
+    if not chief:
+        return
+    if clear:
+        files.remove_owned(workdir, WORKDIR_ENTRIES, "a train.py workdir")
+    workdir.mkdir(parents=True, exist_ok=True)
+    files.write_text(workdir / CONFIG_FILE, config.to_json())
 
 
-def _first_difference(old, new, prefix=""):
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found = _first_difference(a, b, f"{prefix}{key}.")
-            if found:
-                return found
-        elif a != b and not (
-            isinstance(a, list) and isinstance(b, tuple) and a == list(b)
-        ):
-            return f"{prefix}{key}: {a} -> {b}"
-    return None
+def base_config(config):
+    """The config of the base model a gated method trains first."""
+    return config_lib.assign(
+        config,
+        **{"train.method": config.train.base_method,
+           "train.epochs": config.train.base_epochs,
+           "train.gate_epochs": None,
+           "train.base_workdir": None},
+    )
+
+
+def _check_base(config):
+    """A given --base_workdir must hold a finished run of the same
+    architecture: checked before anything is created."""
+    if config.train.base_workdir is None:
+        return
+    base_dir = Path(config.train.base_workdir)
+    if not base_dir.is_dir():
+        raise ConfigError(
+            f"--base_workdir '{base_dir}' does not exist; pass the workdir "
+            "of a finished train.py run, or leave it out to train a base"
+        )
+    base_config = read_config(base_dir)
+    if not (base_dir / NETWORK_FILE).exists():
+        raise ConfigError(
+            f"--base_workdir '{base_dir}' holds no finished training "
+            f"({NETWORK_FILE} is missing); finish that run first"
+        )
+    if base_config.model.architecture != config.model.architecture:
+        raise ConfigError(
+            f"base model in '{base_dir}' is a "
+            f"{base_config.model.architecture}, not a "
+            f"{config.model.architecture}; pass a matching --base_workdir"
+        )
 
 
 def _base_workdir(config, workdir, log, verbose):
     """The base a gated method starts from; trains it if none was given."""
     if config.train.base_workdir is not None:
         return Path(config.train.base_workdir)
-    base_config = config_lib.replace(
-        config,
-        **{"train.method": config.train.base_method,
-           "train.epochs": config.train.base_epochs},
-    )
-    base_dir = workdir / "base"
+    base_dir = workdir / BASE_DIR
     log(f"Training the base model ({config.train.base_epochs} epochs, "
         f"method {config.train.base_method}) in {base_dir}")
-    train(base_config, base_dir, log=log, verbose=verbose)
+    train(base_config(config), base_dir, log=log, verbose=verbose)
     return base_dir
 
 
@@ -265,6 +391,36 @@ def _checkpoint(model):
     )
 
 
+def _checkpoint_number(path):
+    return int(str(path).rsplit("-", 1)[1])
+
+
+def checkpoint_candidates(directory, log=print):
+    """Checkpoint paths to try, oldest first.
+
+    The `checkpoint` index names them; should the index itself be garbled
+    (TensorFlow then sees no checkpoint at all), the complete checkpoints
+    on disk (those with an .index file) are used instead, so a damaged
+    index never silently restarts a run from epoch 0.
+    """
+    directory = Path(directory)
+    try:
+        state = tf.train.get_checkpoint_state(str(directory))
+    except ValueError:  # an empty index
+        state = None
+    if state is not None and state.all_model_checkpoint_paths:
+        return list(state.all_model_checkpoint_paths)
+    on_disk = sorted(
+        (str(p.with_suffix("")) for p in directory.glob("ckpt-*.index")
+         if p.stem.split("-", 1)[1].isdigit()),
+        key=_checkpoint_number,
+    )
+    if on_disk and (directory / "checkpoint").exists():
+        log(f"The checkpoint index in {directory} is unreadable; using the "
+            "checkpoint files beside it")
+    return on_disk
+
+
 def restore_latest(checkpoint, directory, log):
     """Restores the newest readable checkpoint; returns its path or None.
 
@@ -274,8 +430,7 @@ def restore_latest(checkpoint, directory, log):
     (a filesystem that lost writes, a full disk), the one before it is used,
     so no completed epoch but the last is lost.
     """
-    state = tf.train.get_checkpoint_state(str(directory))
-    candidates = list(state.all_model_checkpoint_paths) if state else []
+    candidates = checkpoint_candidates(directory, log)
     for path in reversed(candidates):
         try:
             checkpoint.restore(path).expect_partial()
@@ -289,7 +444,8 @@ def restore_latest(checkpoint, directory, log):
     if candidates:
         raise ConfigError(
             f"no readable checkpoint in '{directory}' (all of "
-            f"{len(candidates)} are damaged); pass --overwrite to start over"
+            f"{len(candidates)} are damaged); start over in a new "
+            f"--workdir, or pass {_OVERWRITE_DELETES}"
         )
     return None
 
@@ -316,6 +472,7 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
     # happen before any op runs.
     strategy = make_strategy(config.train.strategy)
     check_global_batch(strategy, config.train.batch_size)
+    config = resolve_paths(config)
     paths = WorkerPaths(strategy, workdir)
     try:
         return _train(config, Path(workdir), overwrite, log, verbose,
@@ -326,27 +483,37 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
 
 def _train(config, workdir, overwrite, log, verbose, strategy, paths,
            command=None):
-    # Data first: a run that fails on a bad --data_dir leaves no workdir
-    # behind to conflict with the corrected command.
+    # Everything is checked before the workdir is touched, so a mistake
+    # leaves nothing behind to conflict with the corrected command.
     train_images, train_labels = load_split(config.data, "train")
     test_images, test_labels = load_split(config.data, "test")
+    if config.train.batch_size > len(train_labels):
+        raise ConfigError(
+            f"--batch_size={config.train.batch_size} is larger than the "
+            f"{len(train_labels)} training examples; lower --batch_size or "
+            "use more --train_examples"
+        )
+    _check_base(config)
     _prepare_workdir(config, workdir, overwrite, paths.chief)
     command_path = workdir / COMMAND_FILE
     if command and paths.chief and not command_path.exists():
         # The first command of the run; resuming repeats it.
-        command_path.write_text(command + "\n")
+        files.write_text(command_path, command + "\n")
     # Nobody reads the workdir before the chief has prepared it.
     agree_across_workers(strategy, int(overwrite), "--overwrite")
     results_path = workdir / RESULTS_FILE
     if results_path.exists():
         log(f"{workdir} is already trained; results from {results_path}")
-        return json.loads(results_path.read_text())
+        return files.read_json(
+            results_path,
+            f"delete it and run the same command: it re-evaluates the "
+            f"network in {NETWORK_FILE}")
 
     train_config = config.train
-    checkpoint_dir = workdir / "checkpoints"
+    checkpoint_dir = workdir / CHECKPOINT_DIR
     resuming = agree_across_workers(
         strategy,
-        int(tf.train.latest_checkpoint(str(checkpoint_dir)) is not None),
+        int(bool(checkpoint_candidates(checkpoint_dir, log=lambda _: None))),
         "whether a checkpoint exists",
     )
     base_dir = None
@@ -389,10 +556,12 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
             config.eval.batch_size,
         )
     callbacks = [
+        # First: a diverged epoch is never logged or checkpointed.
+        DivergenceGuard(),
+        # Before the checkpoint: a kill between the two repeats the epoch,
+        # whose row the resumed run then replaces, so no row is missing.
+        HistoryLog(paths(workdir / HISTORY_FILE), initial_epoch),
         EpochCheckpoint(manager, checkpoint.epoch, checkpoint.seconds),
-        keras.callbacks.CSVLogger(
-            str(paths(workdir / "history.csv")), append=True
-        ),
         keras.callbacks.TensorBoard(
             str(paths(workdir / "logs")), write_graph=False
         ),
@@ -411,9 +580,13 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
             validation_data=monitor_ds,
             callbacks=callbacks,
             verbose=verbose,
+            shuffle=False,  # the dataset is shuffled, per seed and epoch
         )
+    check_usable(model.network, f"'{workdir}' after training")
     if paths.chief:
-        model.network.save_weights(workdir / NETWORK_FILE)
+        with files.atomic_path(workdir / NETWORK_FILE,
+                               suffix=".weights.h5") as temporary:
+            model.network.save_weights(temporary)
     if is_multi_worker(strategy):
         log(f"Trained weights digest {_weights_digest(model.network)} "
             "(the same on every worker)")
@@ -441,7 +614,8 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
         # the monitor slice included.
         train_seconds=float(checkpoint.seconds.numpy()),
     )
-    results_path.write_text(json.dumps(results, indent=2))
-    (workdir / "results.md").write_text(format_results(results) + "\n")
+    files.write_text(workdir / "results.md", format_results(results) + "\n")
+    # Last: results.json marks the run finished.
+    files.write_json(results_path, results)
     log(format_results(results))
     return results

@@ -17,6 +17,7 @@ chance (a hard floor would rank that collapse first).
 """
 
 import dataclasses
+import math
 
 import keras
 import keras_tuner as kt
@@ -29,6 +30,8 @@ from anpvs_tf.training import build_model
 from anpvs_tf.training import copy_base_weights
 
 OBJECTIVE = "objective"
+# keras-tuner's project folder inside the project dir.
+PROJECT_NAME = "search"
 # Gate initialisations offered: the architecture's paper default, or every
 # gate starting nearly open (E[pi] ~ 0.9 / ~1: the pre-trained base model
 # is not shrunk at step 0, SPEC pitfall 3).
@@ -41,6 +44,19 @@ class Floors:
 
     min_sparsity: float = 50.0
     min_flops_speedup: float = 1.0
+
+    def __post_init__(self):
+        checks = (
+            (self.min_sparsity, 0 <= self.min_sparsity < 100,
+             "--min_sparsity must be a finite number in [0, 100) (a "
+             "percentage of units pruned)"),
+            (self.min_flops_speedup, self.min_flops_speedup >= 1,
+             "--min_flops_speedup must be a finite number >= 1 (1: no "
+             "floor)"),
+        )
+        for value, ok, message in checks:
+            if not (math.isfinite(value) and ok):
+                raise config_lib.ConfigError(f"{message}; got {value}")
 
     def describe(self):
         return (
@@ -206,7 +222,7 @@ def make_tuner(name, hypermodel, directory, max_trials, epochs, seed,
         "objective": kt.Objective(OBJECTIVE, direction="max"),
         "seed": seed,
         "directory": str(directory),
-        "project_name": "search",
+        "project_name": PROJECT_NAME,
         "overwrite": overwrite,
         "distribution_strategy": strategy,
     }

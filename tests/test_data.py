@@ -338,6 +338,8 @@ def test_tfds_failures_become_data_errors(monkeypatch, tmp_path):
         raise ConnectionError("no route to host")
 
     monkeypatch.setattr(tfds, "load", offline_load)
+    # The connection probe succeeds; the download itself then fails.
+    monkeypatch.setattr(data, "_online", lambda: True)
     with pytest.raises(data.DataError) as error:
         data.load_arrays("cifar100", "train", "tfds", tmp_path)
     message = str(error.value)

@@ -1,0 +1,132 @@
+"""Files the project writes: atomic writes, damaged-file errors, ownership.
+
+Every file is written to a temporary sibling and renamed over its target
+(`os.replace` is atomic on POSIX), so a kill mid-write leaves the old file
+or the new one, never half of one. A file that is damaged anyway (a disk
+that lost writes, a hand edit) is reported in one line that says how to
+recover, not as a raw JSONDecodeError.
+
+Folders are only ever deleted by `remove_owned`, which removes the entries
+this project writes and refuses when anything else lies beside them.
+
+Depends on nothing but the standard library, so every layer may use it.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+
+class DamagedFileError(ValueError):
+    """A file this project wrote can no longer be read (one line: what and
+    how to recover)."""
+
+
+class ForeignFilesError(ValueError):
+    """A folder to replace holds files this project did not write."""
+
+
+def _temporary_sibling(path, suffix=""):
+    """A new, unique temporary file next to `path` (same filesystem, so the
+    rename is atomic); returns its path."""
+    handle, name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent
+    )
+    os.close(handle)
+    return Path(name)
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix=""):
+    """Yields a temporary path to write; renamed onto `path` on success,
+    removed on failure. `suffix` keeps an extension a writer insists on
+    (Keras wants ".weights.h5")."""
+    path = Path(path)
+    temporary = _temporary_sibling(path, suffix)
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_bytes(path, data):
+    """Writes `data` to `path` atomically (fsynced before the rename)."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, value):
+    write_text(path, json.dumps(value, indent=2) + "\n")
+
+
+def read_json(path, recover):
+    """The JSON value in `path`; DamagedFileError naming `recover` (what
+    the user should do) when it does not parse."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise DamagedFileError(
+            f"'{path}' is damaged ({type(error).__name__}: {error}); "
+            f"{recover}"
+        ) from None
+
+
+def foreign_entries(folder, owned):
+    """Names in `folder` that are not in `owned` (nor our temporary
+    files), sorted."""
+    return sorted(
+        entry.name for entry in Path(folder).iterdir()
+        if entry.name not in owned and not _is_temporary(entry.name)
+    )
+
+
+def _is_temporary(name):
+    return name.startswith(".") and ".tmp" in name
+
+
+def remove_owned(folder, owned, what):
+    """Deletes the entries of `folder` named in `owned` (and temporary
+    files of ours); keeps `folder` itself.
+
+    Refuses (ForeignFilesError, nothing deleted) if anything else lies in
+    `folder`: only what this project wrote is ever deleted. `what` names
+    the folder's kind in the message, e.g. "a train.py workdir".
+    """
+    folder = Path(folder)
+    foreign = foreign_entries(folder, owned)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ForeignFilesError(
+            f"'{folder}' holds files that are not {what}'s ({shown}); "
+            "nothing was deleted: move them away or choose another folder"
+        )
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def same_path(a, b):
+    """Whether two paths name the same place (symlinks, '..' and relative
+    spellings resolved)."""
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def is_inside(path, folder):
+    """Whether `path` is `folder` or lies under it, once both resolve."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return path == folder or folder in path.parents
