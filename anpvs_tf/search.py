@@ -30,6 +30,7 @@ from anpvs_tf import files
 from anpvs_tf import tuning
 from anpvs_tf.exporter import export_workdir
 from anpvs_tf.training import base_config
+from anpvs_tf.training import holds_run
 from anpvs_tf.training import train
 
 SETTINGS_FILE = "config.json"
@@ -273,7 +274,10 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
         best_config = hypermodel.config_for(best_hp)
         best_dir = project_dir / "best"
         log(f"Retraining the best trial ({best['trial_id']}) in {best_dir}")
+        # A search extended by more trials may have found another best:
+        # best/ (ours) is then replaced, not refused.
         train(best_config, best_dir, log=log, verbose=verbose,
+              overwrite=not holds_run(best_config, best_dir),
               command=command and f"{command}  # best trial "
               f"{best['trial_id']}: {best['hyperparameters']}")
         if not (best_dir / "export").exists():

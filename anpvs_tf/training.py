@@ -228,6 +228,17 @@ def _comparable(config_dict):
     return config_dict
 
 
+def holds_run(config, workdir):
+    """Whether `workdir` holds a run of `config` (to resume or reuse);
+    False for a missing workdir."""
+    path = Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        return False
+    stored = files.read_json(path, _DAMAGED_CONFIG)
+    return _is_our_config(stored) and (
+        _comparable(stored) == _comparable(config.to_dict()))
+
+
 def _has_trained(workdir):
     """Whether a workdir holds any result of training: a checkpoint, the
     network, results or a base model."""

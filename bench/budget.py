@@ -5,8 +5,9 @@ A method's run is (zoo method, config overrides); gated methods start from
 the benchmark's own standard run. Runs resume when interrupted.
 """
 
-import json
 from pathlib import Path
+
+from anpvs_tf import files
 
 KEYS = ("clean_acc", "pgd40_acc", "vulnerability", "unit_sparsity",
         "memory_pct", "flops_speedup", "params", "train_seconds")
@@ -116,6 +117,6 @@ def save(summary, output, text):
     markdown."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(summary, indent=2))
-    output.with_suffix(".md").write_text(text)
+    files.write_json(output.with_suffix(".json"), summary)
+    files.write_text(output.with_suffix(".md"), text)
     print(text)

@@ -14,7 +14,6 @@ Writes bench/results/eval_speed.json ({"examples_per_sec", "steps",
 "examples"}) and eval_speed.md (every repeat, cores, load).
 """
 
-import json
 import os
 import statistics
 import sys
@@ -27,6 +26,7 @@ from absl import app
 from absl import flags
 
 from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
+from anpvs_tf import files
 
 flags.DEFINE_string("workdir", "bench/runs/mnist_budget/at",
                     "Trained LeNet-5-Caffe workdir to attack.")
@@ -74,7 +74,7 @@ def main(argv):
               "examples": len(labels)}
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    files.write_json(output.with_suffix(".json"), result)
     cores = len(os.sched_getaffinity(0))
     table = "\n".join([
         (f"PGD-{STEPS} (eps 0.3, step 0.01, random start) over "
@@ -89,7 +89,7 @@ def main(argv):
         (f"1-minute load average: {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after (other processes share the cores)."),
     ]) + "\n"
-    output.with_suffix(".md").write_text(table)
+    files.write_text(output.with_suffix(".md"), table)
     print(table)
 
 

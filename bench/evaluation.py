@@ -33,6 +33,7 @@ from absl import app
 from absl import flags
 
 from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
+from anpvs_tf import files
 
 flags.DEFINE_string("targets_dir", "bench/runs/mnist_budget",
                     "Workdirs of the models to evaluate.")
@@ -113,11 +114,11 @@ def evaluate(name, source_dir, images, labels):
         # Cached at once: the supplementary step below must not be able
         # to lose the suite's work.
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(report, indent=2))
+        files.write_json(cache, report)
     if "supplementary_blackbox" not in report:
         report["supplementary_blackbox"] = robust_source_transfer(
             name, images, labels)
-        cache.write_text(json.dumps(report, indent=2))
+        files.write_json(cache, report)
     return report
 
 
@@ -238,9 +239,9 @@ def main(argv):
     }
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    files.write_json(output.with_suffix(".json"), summary)
     details = output.with_name(output.name + "_details.json")
-    details.write_text(json.dumps(
+    files.write_text(details, json.dumps(
         {name: {k: v for k, v in r.items() if k != "vulnerability_units"}
          for name, r in reports.items()}, indent=2))
     plot_accuracy_vs_epsilon(
@@ -255,7 +256,7 @@ def main(argv):
         output.with_name(output.name + "_vulnerability.png"),
         title="Per-unit vulnerability (PGD-40, eps 0.3): AT vs ANP-VS")
     table = markdown(summary, reports)
-    output.with_suffix(".md").write_text(table)
+    files.write_text(output.with_suffix(".md"), table)
     print(table)
     for name, report in reports.items():
         warn_if_failed({f"{name}:{k}": v

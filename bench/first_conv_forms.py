@@ -26,7 +26,6 @@ interleaved rounds.
 Writes bench/results/first_conv_forms.json and .md.
 """
 
-import json
 import statistics
 import sys
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
+from anpvs_tf import files  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -224,8 +224,8 @@ def main(argv):
               for name, ms in median.items()]
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2))
-    output.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    files.write_json(output.with_suffix(".json"), report)
+    files.write_text(output.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

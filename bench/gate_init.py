@@ -11,13 +11,13 @@ gives E[pi] = 0.24 on every gated layer.
 Writes bench/results/gate_init.json and gate_init.md.
 """
 
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
+from anpvs_tf import files  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -72,7 +72,7 @@ def main(argv):
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {"base_workdir": FLAGS.base_workdir,
               "test_examples": int(len(labels)), "rows": rows}
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    files.write_json(output.with_suffix(".json"), report)
     lines = [
         "Trained standard LeNet-5-Caffe copied into the gated network, "
         f"step 0, {len(labels)} MNIST test images, inference mode.",
@@ -88,7 +88,7 @@ def main(argv):
         for r in rows
     ]
     table = "\n".join(lines) + "\n"
-    output.with_suffix(".md").write_text(table)
+    files.write_text(output.with_suffix(".md"), table)
     print(table)
 
 

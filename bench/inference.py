@@ -25,7 +25,6 @@ reduction (issue 3: at least 0.6x of it at batch 256).
 Writes bench/results/inference.json and inference.md.
 """
 
-import json
 import statistics
 import sys
 import tempfile
@@ -36,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
+from anpvs_tf import files  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -324,9 +324,9 @@ def main(argv):
     }
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    files.write_json(output.with_suffix(".json"), report)
     table = markdown(report)
-    output.with_suffix(".md").write_text(table + "\n")
+    files.write_text(output.with_suffix(".md"), table + "\n")
     print(table)
 
 

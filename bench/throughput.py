@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
+from anpvs_tf import files  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -409,7 +410,7 @@ def main(argv):
         path = output.with_suffix(".json")
         merged = json.loads(path.read_text()) if path.exists() else {}
         merged.update(report)
-        path.write_text(json.dumps(merged, indent=2))
+        files.write_json(path, merged)
         if "kernel_ceiling" in report:
             print("\n".join(ceiling_lines(report["kernel_ceiling"])))
         print(f"Added {sorted(report)} to {path}.")
@@ -427,7 +428,7 @@ def main(argv):
             flops_per_example * anp_vs / (peak["peak_gflops"] * 1e9)
         ),
     )
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    files.write_json(output.with_suffix(".json"), report)
     table = "\n".join([
         f"LeNet-5-Caffe, PGD-{FLAGS.pgd_steps}, batch {FLAGS.batch_size}: "
         f"medians over {FLAGS.seeds} initialisations x {FLAGS.rounds} "
@@ -451,7 +452,7 @@ def main(argv):
         *([""] + ceiling_lines(report["kernel_ceiling"])
           if "kernel_ceiling" in report else []),
     ])
-    output.with_suffix(".md").write_text(table + "\n")
+    files.write_text(output.with_suffix(".md"), table + "\n")
     print(table)
 
 

@@ -13,7 +13,6 @@ Writes bench/results/tuning.json, tuning.md and tuning_pareto.png; the
 search itself (resumable) lives in bench/runs/tuning/.
 """
 
-import json
 import shutil
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
+from anpvs_tf import files  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -98,7 +98,7 @@ def main(argv):
             "command": "python bench/tuning.py " + " ".join(sys.argv[1:]),
         },
     }
-    output.with_suffix(".json").write_text(json.dumps(result, indent=2))
+    files.write_json(output.with_suffix(".json"), result)
     project = Path(FLAGS.project_dir)
     shutil.copyfile(project / "pareto.png",
                     output.with_name(output.name + "_pareto.png"))

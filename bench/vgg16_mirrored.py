@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
+from anpvs_tf import files  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -95,7 +96,7 @@ def main(argv):
     }
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    files.write_json(output.with_suffix(".json"), report)
     print(json.dumps({k: v for k, v in report.items() if k != "log"},
                      indent=2))
 

@@ -393,3 +393,13 @@ def test_guard_names_the_epoch_and_the_cause():
     with pytest.raises(guards.UnusableNetworkError,
                        match="epoch 4: its loss"):
         guards.DivergenceGuard().on_epoch_end(3, {"loss": math.nan, "acc": 0.1})
+
+
+def test_holds_run_tells_a_resumable_run_from_another(tmp_path, trained):
+    """What tune.py asks before it retrains a (possibly new) best trial
+    into best/: the same run is reused, another one replaced."""
+    from anpvs_tf.training import holds_run
+
+    assert holds_run(run_config(MODEL, 1), trained)
+    assert not holds_run(run_config(MODEL, 1, **{"train.seed": 5}), trained)
+    assert not holds_run(run_config(MODEL, 1), tmp_path / "missing")
