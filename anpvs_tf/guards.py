@@ -77,11 +77,12 @@ class DivergenceGuard(keras.callbacks.Callback):
             cause = (f"gate {empty_gates(self.model.network)[0]} pruned "
                      "every unit of its layer")
         if cause:
+            saved = (f"epochs 1-{epoch} stay checkpointed" if epoch
+                     else "no epoch was saved")
             raise UnusableNetworkError(
                 f"training diverged in epoch {epoch + 1}: {cause}; the "
                 "likely cause is a learning rate too high for this recipe "
                 "(--weight_lr, --gate_lr) or a --beta that prunes "
-                "everything; no result was written, the last checkpoint "
-                f"is epoch {epoch}: train again in a new --workdir with "
-                "safer settings"
+                f"everything; no result was written and {saved}: train "
+                "again with safer settings"
             )
