@@ -241,6 +241,8 @@ def validate(config):
         (train.epochs >= 1, "--epochs must be at least 1"),
         (train.batch_size >= 1, "--batch_size must be at least 1"),
         (config.eval.batch_size >= 1, "--eval_batch_size must be at least 1"),
+        (0 <= train.seed < 2**32,
+         f"--seed must be from 0 to {2**32 - 1} (got {train.seed})"),
         (train.base_epochs >= 1, "--base_epochs must be at least 1"),
         (train.gate_epochs is None or train.gate_epochs >= 1,
          "--gate_epochs must be at least 1 (or left out: the gates learn "

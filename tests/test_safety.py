@@ -215,6 +215,7 @@ def test_evaluation_and_export_refuse_non_finite_weights(tmp_path, trained):
     ("loss.trades_weight", math.inf),
     ("attack.step_size", math.inf),
     ("eval.batch_size", 0),
+    ("train.seed", -1),
 ])
 def test_every_float_setting_is_checked_for_nan_inf_and_sign(key, value):
     with pytest.raises(ConfigError, match="must be"):
