@@ -301,9 +301,13 @@ def _prepare_workdir(config, workdir, overwrite, chief=True):
     and refuses a workdir holding anything else. Only the chief creates,
     deletes or writes; the other workers check.
     """
-    clear = _check_workdir(config, workdir, overwrite)
     if not chief:
+        # Read-only checks; under overwrite the chief may be clearing the
+        # workdir right now, so only it checks.
+        if not overwrite:
+            _check_workdir(config, workdir, overwrite)
         return
+    clear = _check_workdir(config, workdir, overwrite)
     if clear:
         files.remove_owned(workdir, WORKDIR_ENTRIES, "a train.py workdir")
     workdir.mkdir(parents=True, exist_ok=True)

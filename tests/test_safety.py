@@ -404,3 +404,12 @@ def test_holds_run_tells_a_resumable_run_from_another(tmp_path, trained):
     assert holds_run(run_config(MODEL, 1), trained)
     assert not holds_run(run_config(MODEL, 1, **{"train.seed": 5}), trained)
     assert not holds_run(run_config(MODEL, 1), tmp_path / "missing")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_path_flag_is_an_error(value):
+    from anpvs_tf import cli
+
+    with pytest.raises(ConfigError, match="--workdir is empty"):
+        cli.check_not_empty(workdir=value, data_dir=None)
+    cli.check_not_empty(workdir="runs/x", data_dir=None)  # fine
