@@ -316,8 +316,28 @@ def augment_image(image, seed):
     return tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
 
 
+# Fixed pipeline sizes instead of tf.data.AUTOTUNE: a batch is a gather of
+# in-memory images (microseconds), so two parallel calls and two prefetched
+# batches always keep up with a train step.
+PIPELINE_PARALLELISM = 2
+PREFETCH_BATCHES = 2
+
+
+def without_autotune(dataset):
+    """The dataset with tf.data's autotuning turned off.
+
+    With it on, about half of the training rounds on a 2-core machine ran
+    at exactly half speed with one core idle, a new iterator (every Keras
+    epoch) drawing a fast or a slow state; with it off, none did
+    (bench/README.md, "Stalled rounds").
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def train_dataset(images, labels, batch_size, seed, initial_epoch=0,
-                  augment=False):
+                  augment=False, autotune=False):
     """Endless, seeded stream of shuffled training batches.
 
     The stream is a concatenation of passes over the data, each a full
@@ -338,6 +358,10 @@ def train_dataset(images, labels, batch_size, seed, initial_epoch=0,
 
     augment: apply `augment_image` to every training example (CIFAR),
     seeded by (seed, pass index, example index).
+
+    autotune: let tf.data tune the pipeline (AUTOTUNE parallelism and
+    prefetch); off by default, because it stalls training rounds (see
+    `without_autotune`). Kept for bench/stalls.py, which compares both.
 
     Returns:
         (dataset, steps_per_epoch) with steps_per_epoch = N // batch_size;
@@ -389,11 +413,17 @@ def train_dataset(images, labels, batch_size, seed, initial_epoch=0,
         .flat_map(pass_indices)
         .skip(offset)
     )
+    if autotune:
+        parallelism = prefetch = tf.data.AUTOTUNE
+    else:
+        parallelism, prefetch = PIPELINE_PARALLELISM, PREFETCH_BATCHES
     dataset = (
         indices.batch(batch_size, drop_remainder=True)
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        .prefetch(tf.data.AUTOTUNE)
+        .map(gather, num_parallel_calls=parallelism, deterministic=True)
+        .prefetch(prefetch)
     )
+    if not autotune:
+        dataset = without_autotune(dataset)
     return dataset, steps_per_epoch
 
 
@@ -401,9 +431,9 @@ def eval_dataset(images, labels, batch_size):
     """Fixed-order batches of every example (the last one may be partial)."""
     _num_examples(images, labels)
     _check_batch_size(batch_size)
-    return (
+    return without_autotune(
         tf.data.Dataset.from_tensor_slices((images, labels))
         .cache()
         .batch(batch_size)
-        .prefetch(tf.data.AUTOTUNE)
+        .prefetch(PREFETCH_BATCHES)
     )

@@ -15,6 +15,7 @@ import tempfile
 
 import tensorflow as tf
 
+from anpvs_tf import data
 from anpvs_tf.config import ConfigError
 
 TF_CONFIG = "TF_CONFIG"
@@ -197,10 +198,10 @@ def distribute_batches(strategy, dataset, global_batch_size):
         )
         start = context.input_pipeline_id * local_replicas * local
         stop = start + local_replicas * local
-        return (
+        return data.without_autotune(
             dataset.map(lambda *batch: tuple(t[start:stop] for t in batch))
             .rebatch(local)
-            .prefetch(tf.data.AUTOTUNE)
+            .prefetch(data.PREFETCH_BATCHES)
         )
 
     return strategy.distribute_datasets_from_function(worker_dataset)

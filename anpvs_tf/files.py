@@ -48,10 +48,35 @@ def atomic_path(path, suffix=""):
     temporary = _temporary_sibling(path, suffix)
     try:
         yield temporary
+        # mkstemp creates 0600; give the file the mode a plain write
+        # would (the old file's, else what the umask allows).
+        os.chmod(temporary, _mode_for(path))
         os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
+
+
+def current_umask():
+    """The process's umask, read without changing it where Linux allows
+    (os.umask can only be read by setting it, which races with threads
+    creating files)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
+
+
+def _mode_for(path):
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return 0o666 & ~current_umask()
 
 
 def write_bytes(path, data):

@@ -18,7 +18,6 @@ folder holding it or the current directory, nor a folder with files of
 anything else; an empty folder is used as is.
 """
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -247,9 +246,7 @@ def check_export_dir(export_dir, overwrite, workdir=None):
 
 def _new_folder_mode():
     """The mode `mkdir` would give a new folder (mkdtemp gives 0o700)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o777 & ~umask
+    return 0o777 & ~files.current_umask()
 
 
 def _replace(staging, target):

@@ -424,3 +424,14 @@ def test_an_empty_path_flag_is_an_error(value):
     with pytest.raises(ConfigError, match="--workdir is empty"):
         cli.check_not_empty(workdir=value, data_dir=None)
     cli.check_not_empty(workdir="runs/x", data_dir=None)  # fine
+
+
+def test_an_atomic_write_gets_the_mode_of_a_plain_one(tmp_path):
+    files = new_module("files")
+    plain, atomic = tmp_path / "plain.json", tmp_path / "atomic.json"
+    plain.write_text("{}")
+    files.write_json(atomic, {})
+    assert atomic.stat().st_mode == plain.stat().st_mode
+    os.chmod(atomic, 0o640)  # a mode the user chose is kept on rewrite
+    files.write_json(atomic, {"a": 1})
+    assert atomic.stat().st_mode & 0o777 == 0o640
