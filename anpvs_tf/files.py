@@ -110,12 +110,30 @@ def read_json(path, recover):
 
 
 def foreign_entries(folder, owned):
-    """Names in `folder` that are not in `owned` (nor our temporary
-    files), sorted."""
-    return sorted(
-        entry.name for entry in Path(folder).iterdir()
-        if entry.name not in owned and not _is_temporary(entry.name)
-    )
+    """Paths under `folder` (relative, sorted) that this project did not
+    write, our temporary files aside.
+
+    `owned` is the folder's layout: a collection of the names we write,
+    or a dict name -> the layout of that subfolder (None: its contents are
+    written by a library, e.g. TensorFlow's checkpoints, and not looked
+    into); the name "*" stands for any name. Symlinks are entries, never
+    followed.
+    """
+    folder = Path(folder)
+    if not isinstance(owned, dict):
+        owned = dict.fromkeys(owned)
+    found = []
+    for entry in sorted(folder.iterdir()):
+        if _is_temporary(entry.name):
+            continue
+        if entry.name not in owned and "*" not in owned:
+            found.append(entry.name)
+            continue
+        inner = owned.get(entry.name, owned.get("*"))
+        if inner is not None and entry.is_dir() and not entry.is_symlink():
+            found += [f"{entry.name}/{name}"
+                      for name in foreign_entries(entry, inner)]
+    return found
 
 
 def _is_temporary(name):
@@ -123,12 +141,13 @@ def _is_temporary(name):
 
 
 def remove_owned(folder, owned, what):
-    """Deletes the entries of `folder` named in `owned` (and temporary
-    files of ours); keeps `folder` itself.
+    """Deletes what `folder` holds, keeping `folder` itself, if all of it
+    follows the layout `owned` (see `foreign_entries`).
 
     Refuses (ForeignFilesError, nothing deleted) if anything else lies in
-    `folder`: only what this project wrote is ever deleted. `what` names
-    the folder's kind in the message, e.g. "a train.py workdir".
+    `folder` or in an owned subfolder: only what this project wrote is
+    ever deleted. `what` names the folder's kind in the message, e.g. "a
+    train.py workdir".
     """
     folder = Path(folder)
     foreign = foreign_entries(folder, owned)

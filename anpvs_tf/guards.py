@@ -73,9 +73,10 @@ class DivergenceGuard(keras.callbacks.Callback):
             cause = f"its {key} is {losses[key]}"
         elif non_finite_weights(self.model.network):
             cause = "its weights hold NaN or inf"
-        elif empty_gates(self.model.network):
-            cause = (f"gate {empty_gates(self.model.network)[0]} pruned "
-                     "every unit of its layer")
+        else:
+            empty = empty_gates(self.model.network)
+            if empty:
+                cause = f"gate {empty[0]} pruned every unit of its layer"
         if cause:
             saved = (f"epochs 1-{epoch} stay checkpointed" if epoch
                      else "no epoch was saved")

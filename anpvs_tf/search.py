@@ -30,16 +30,22 @@ from anpvs_tf import files
 from anpvs_tf import tuning
 from anpvs_tf.exporter import export_workdir
 from anpvs_tf.training import base_config
+from anpvs_tf.training import WORKDIR_ENTRIES
 from anpvs_tf.training import holds_run
 from anpvs_tf.training import train
 
 SETTINGS_FILE = "config.json"
 TUNER_DIR = tuning.PROJECT_NAME  # keras-tuner's state
 # Everything run_search writes into a project dir: what overwrite deletes.
-OWNED = frozenset({
-    SETTINGS_FILE, "base", TUNER_DIR, "default.json", "trials.json",
-    "trials.md", "pareto.png", "best_hyperparameters.json", "best",
-})
+# (files.foreign_entries layout: base/ and best/ are train.py workdirs,
+# search/ is keras-tuner's.)
+OWNED = {
+    **dict.fromkeys({SETTINGS_FILE, TUNER_DIR, "default.json",
+                     "trials.json", "trials.md", "pareto.png",
+                     "best_hyperparameters.json"}),
+    "base": WORKDIR_ENTRIES,
+    "best": WORKDIR_ENTRIES,
+}
 DEFAULT_KEYS = ("hyperparameters", "clean_val_acc", "robust_val_acc",
                 "unit_sparsity", "flops_speedup")
 

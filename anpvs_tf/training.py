@@ -47,6 +47,7 @@ from anpvs_tf.guards import check_usable
 from anpvs_tf.model import ANPVSModel
 from anpvs_tf.optimizers import make_optimizers
 from anpvs_tf.registry import build_network
+from anpvs_tf.serving import EXPORT_ENTRIES
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -56,13 +57,19 @@ HISTORY_FILE = "history.csv"
 CHECKPOINT_DIR = "checkpoints"
 BASE_DIR = "base"
 # Everything train.py (and evaluate.py / export.py with their default
-# outputs) writes into a workdir: --overwrite deletes these and nothing
-# else, and refuses a workdir that holds anything more.
-WORKDIR_ENTRIES = frozenset({
+# outputs) writes into a workdir, as a files.foreign_entries layout:
+# --overwrite deletes these and nothing else, and refuses a workdir that
+# holds anything more, here or in base/, export/ or a black-box source.
+WORKDIR_ENTRIES = dict.fromkeys({
     CONFIG_FILE, CHECKPOINT_DIR, "logs", HISTORY_FILE, NETWORK_FILE,
-    COMMAND_FILE, RESULTS_FILE, "results.md", BASE_DIR, "export",
-    "evaluation.json", "evaluation.md", "evaluation_accuracy_vs_eps.png",
-    "evaluation_vulnerability.png", "blackbox_sources",
+    COMMAND_FILE, RESULTS_FILE, "results.md", "evaluation.json",
+    "evaluation.md", "evaluation_accuracy_vs_eps.png",
+    "evaluation_vulnerability.png",
+})
+WORKDIR_ENTRIES.update({
+    BASE_DIR: WORKDIR_ENTRIES,  # a workdir in its own right
+    "export": dict.fromkeys(EXPORT_ENTRIES),
+    "blackbox_sources": {"*": WORKDIR_ENTRIES},  # one workdir per source
 })
 
 

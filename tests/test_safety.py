@@ -435,3 +435,18 @@ def test_an_atomic_write_gets_the_mode_of_a_plain_one(tmp_path):
     os.chmod(atomic, 0o640)  # a mode the user chose is kept on rewrite
     files.write_json(atomic, {"a": 1})
     assert atomic.stat().st_mode & 0o777 == 0o640
+
+
+def test_overwrite_refuses_a_foreign_file_inside_an_owned_folder(
+    tmp_path, trained
+):
+    """base/, export/ and the black-box sources are checked all the way
+    down: a user's file in them blocks --overwrite too."""
+    workdir = copy_tree(trained, tmp_path / "run")
+    (workdir / "export").mkdir()
+    (workdir / "export" / "deploy.sh").write_text("mine\n")
+    before = listing(workdir)
+    with pytest.raises(ConfigError, match="export/deploy.sh"):
+        train(run_config(MODEL, 2), workdir, overwrite=True, verbose=0,
+              log=quiet)
+    assert listing(workdir) == before
