@@ -343,16 +343,16 @@ def _check_base(config):
             f"--base_workdir '{base_dir}' does not exist; pass the workdir "
             "of a finished train.py run, or leave it out to train a base"
         )
-    base_config = read_config(base_dir)
+    base_run = read_config(base_dir)
     if not (base_dir / NETWORK_FILE).exists():
         raise ConfigError(
             f"--base_workdir '{base_dir}' holds no finished training "
             f"({NETWORK_FILE} is missing); finish that run first"
         )
-    if base_config.model.architecture != config.model.architecture:
+    if base_run.model.architecture != config.model.architecture:
         raise ConfigError(
             f"base model in '{base_dir}' is a "
-            f"{base_config.model.architecture}, not a "
+            f"{base_run.model.architecture}, not a "
             f"{config.model.architecture}; pass a matching --base_workdir"
         )
 
