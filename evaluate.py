@@ -21,11 +21,16 @@ there is nothing to evaluate. TensorFlow's C++ start-up log is hidden; set
 TF_CPP_MIN_LOG_LEVEL=0 to see it.
 """
 
-from absl import flags
+from anpvs_tf import cli
 
-from anpvs_tf import cli  # sets the Keras backend before keras is imported
+cli.start()  # before anything imports TensorFlow
+
+from absl import flags  # noqa: E402
 
 FLAGS = flags.FLAGS
+# The config flags evaluate.py offers: which test images, from where.
+DATA_FLAGS = {name: cli.CONFIG_FLAGS[name]
+              for name in ("test_examples", "data_source", "data_dir")}
 
 
 def define_flags():
@@ -114,7 +119,7 @@ def define_flags():
 
 
 def _numbers(values, kind, flag):
-    from anpvs_tf.config import ConfigError
+    from anpvs_tf.errors import ConfigError
 
     try:
         return tuple(kind(v) for v in values)
@@ -128,7 +133,7 @@ def _settings(trained):
     """SuiteSettings from the flags, checked; ConfigError on bad input."""
     import math
 
-    from anpvs_tf.config import ConfigError
+    from anpvs_tf.errors import ConfigError
     from anpvs_tf.robustness import ATTACK_METHODS
     from anpvs_tf.suites import SuiteSettings
 
@@ -179,7 +184,7 @@ def _compared_reports():
     from pathlib import Path
 
     from anpvs_tf import files
-    from anpvs_tf.config import ConfigError
+    from anpvs_tf.errors import ConfigError
 
     reports = {}
     for item in FLAGS.compare or ():
@@ -200,17 +205,16 @@ def main(argv):
     import tensorflow as tf
 
     import models  # noqa: F401  (registers the zoo)
-    from anpvs_tf import config as config_lib
     from anpvs_tf.blackbox import load_source
     from anpvs_tf.classifier import Classifier
-    from anpvs_tf.data import DATASET_INFO
+    from anpvs_tf.datasets import DATASET_INFO
     from anpvs_tf.reports import check_writable
     from anpvs_tf.reports import format_report
     from anpvs_tf.reports import write_report
     from anpvs_tf.sanity import warn_if_failed
     from anpvs_tf.suites import run_suite
-    from anpvs_tf.training import load_split
-    from anpvs_tf.training import load_trained_model
+    from anpvs_tf.data import load_split
+    from anpvs_tf.workdir import load_trained_model
 
     # Each attack traces once per budget; TF's retracing notes are noise.
     tf.get_logger().setLevel("ERROR")
@@ -223,15 +227,7 @@ def main(argv):
     # Before any work: a refused report should not cost an evaluation.
     check_writable(output, FLAGS.overwrite)
     others = _compared_reports()
-    data_config = config_lib.replace(
-        trained,
-        **{
-            "data.test_examples": FLAGS.test_examples,
-            "data.source": FLAGS.data_source or (
-                "idx" if FLAGS.data_dir else None),
-            "data.data_dir": FLAGS.data_dir,
-        },
-    ).data
+    data_config = cli.apply_flags(trained, aliases=DATA_FLAGS).data
     images, labels = load_split(data_config, "test")
     source = source_name = None
     if FLAGS.source:
@@ -260,4 +256,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main)
+    cli.run(main, aliases=DATA_FLAGS)

@@ -21,9 +21,18 @@ is refused (exit code 1). TensorFlow's C++ start-up log is hidden; set
 TF_CPP_MIN_LOG_LEVEL=0 to see it.
 """
 
-from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
+from anpvs_tf import cli
 
-from absl import flags
+cli.start()  # before anything imports TensorFlow
+
+import json  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import models  # noqa: E402,F401  (registers the zoo)
+from anpvs_tf.exporter import export_workdir  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -48,14 +57,6 @@ def define_flags():
 
 def main(argv):
     del argv
-    import json
-
-    import tensorflow as tf
-    from absl import logging
-
-    import models  # noqa: F401  (registers the zoo)
-    from anpvs_tf.exporter import export_workdir
-
     # TensorFlow logs every file of a SavedModel write at INFO level.
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("WARNING")

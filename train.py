@@ -3,7 +3,9 @@
     python train.py --epochs=8 --base_epochs=3 --workdir=runs/quickstart
 
 The entry's recipe (the paper's hyper-parameters) is the starting point;
-every flag that is given overrides it. Running the same command again
+every flag that is given overrides it, and --override=section.field=value
+(repeatable) sets any key of config.json, e.g.
+--override=train.decay_fractions=0.5,0.7. Running the same command again
 resumes an interrupted run from its last epoch.
 
 Exit codes: 0 done, 2 a mistake in the flags or the workdir (one line
@@ -12,50 +14,27 @@ says which and how to fix it), 1 the run diverged (NaN) or collapsed,
 TF_CPP_MIN_LOG_LEVEL=0 to see it.
 """
 
-from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
+from anpvs_tf import cli
 
-from absl import flags
-from absl import logging
+cli.start()  # before anything imports TensorFlow
+
+import shlex  # noqa: E402
+import sys  # noqa: E402
+
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import models  # noqa: E402,F401  (registers the zoo)
+from anpvs_tf.methods import BASE_METHODS  # noqa: E402
+from anpvs_tf.methods import METHODS  # noqa: E402
+from anpvs_tf.registry import get_experiment  # noqa: E402
+from anpvs_tf.registry import list_experiments  # noqa: E402
+from anpvs_tf.training import train  # noqa: E402
 
 FLAGS = flags.FLAGS
 
-# Flag name -> the config key it overrides.
-OVERRIDES = {
-    "dataset": "data.dataset",
-    "data_source": "data.source",
-    "data_dir": "data.data_dir",
-    "train_examples": "data.train_examples",
-    "test_examples": "data.test_examples",
-    "monitor_examples": "data.monitor_examples",
-    "augment": "data.augment",
-    "gate_init": "model.gate_concentration1_init",
-    "epsilon": "attack.epsilon",
-    "pgd_steps": "attack.num_steps",
-    "pgd_step_size": "attack.step_size",
-    "beta": "loss.kl_weight",
-    "kl_normalizer": "loss.kl_normalizer",
-    "vs_weight": "loss.vs_weight",
-    "trades_beta": "loss.trades_weight",
-    "method": "train.method",
-    "epochs": "train.epochs",
-    "batch_size": "train.batch_size",
-    "weight_lr": "train.weight_learning_rate",
-    "gate_lr": "train.gate_learning_rate",
-    "gate_epochs": "train.gate_epochs",
-    "seed": "train.seed",
-    "strategy": "train.strategy",
-    "mixed_precision": "train.mixed_precision",
-    "base_workdir": "train.base_workdir",
-    "base_epochs": "train.base_epochs",
-    "base_method": "train.base_method",
-    "eval_pgd_steps": "eval.attack.num_steps",
-    "eval_batch_size": "eval.batch_size",
-}
-
 
 def define_flags():
-    from anpvs_tf.config import BASE_METHODS, METHODS
-
     flags.DEFINE_string(
         "model", "lenet5_caffe_mnist_anp_vs",
         "Zoo entry (architecture_dataset_method) whose recipe to train; "
@@ -175,6 +154,7 @@ def define_flags():
         "Method of that base model: standard (the paper's) or at "
         "(adversarial training, so pruning starts from a robust network). "
         "Default: the recipe's (standard).")
+    cli.define_override_flag()
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
                       "Keras progress output: 1 progress bar, 2 one line per "
                       "epoch, 0 silent.")
@@ -182,32 +162,13 @@ def define_flags():
 
 def resolve_config():
     """Recipe of --model, then the flags that were given."""
-    from anpvs_tf import config as config_lib
-    from anpvs_tf.registry import get_experiment
-
     cli.check_not_empty(workdir=FLAGS.workdir, data_dir=FLAGS.data_dir,
                         base_workdir=FLAGS.base_workdir)
-    config = get_experiment(FLAGS.model)
-    overrides = {key: getattr(FLAGS, flag) for flag, key in OVERRIDES.items()}
-    # An IDX folder implies the idx source.
-    if FLAGS.data_dir and not FLAGS.data_source:
-        overrides["data.source"] = "idx"
-    config = config_lib.replace(config, **overrides)
-    if FLAGS.kl_normalizer == 0:
-        # 0 means "the actual training-set size", stored as None.
-        config = config_lib.assign(config, **{"loss.kl_normalizer": None})
-    return config
+    return cli.apply_flags(get_experiment(FLAGS.model))
 
 
 def main(argv):
     del argv
-    import shlex
-    import sys
-
-    import models  # noqa: F401  (registers the zoo)
-    from anpvs_tf.registry import list_experiments
-    from anpvs_tf.training import train
-
     if FLAGS.list_models:
         print("\n".join(list_experiments()))
         return

@@ -26,19 +26,40 @@ TensorFlow's C++ start-up log is hidden; set TF_CPP_MIN_LOG_LEVEL=0 to see
 it.
 """
 
-from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
+from anpvs_tf import cli
 
-from absl import flags
-from absl import logging
+cli.start()  # before anything imports TensorFlow
+
+import dataclasses  # noqa: E402
+import math  # noqa: E402
+import shlex  # noqa: E402
+import sys  # noqa: E402
+
+import tensorflow as tf  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+import models  # noqa: E402,F401  (registers the zoo)
+from anpvs_tf import config as config_lib  # noqa: E402
+from anpvs_tf.config import STRATEGIES  # noqa: E402
+from anpvs_tf.datasets import SOURCES  # noqa: E402
+from anpvs_tf.distribution import make_strategy  # noqa: E402
+from anpvs_tf.errors import ConfigError  # noqa: E402
+from anpvs_tf.methods import GATED_METHODS  # noqa: E402
+from anpvs_tf.registry import get_experiment  # noqa: E402
+from anpvs_tf.search import run_search  # noqa: E402
+from anpvs_tf.tuning import TUNERS  # noqa: E402
+from anpvs_tf.tuning import Floors  # noqa: E402
 
 FLAGS = flags.FLAGS
+# The config flags tune.py offers.
+TUNE_FLAGS = {name: cli.CONFIG_FLAGS[name] for name in (
+    "epochs", "base_epochs", "batch_size", "seed", "strategy",
+    "validation_examples", "train_examples", "data_source", "data_dir",
+    "val_pgd_steps")}
 
 
 def define_flags():
-    from anpvs_tf.config import STRATEGIES
-    from anpvs_tf.data import SOURCES
-    from anpvs_tf.tuning import TUNERS
-
     flags.DEFINE_string(
         "model", "lenet5_caffe_mnist_anp_vs",
         "Zoo entry whose recipe is searched (a gated method).")
@@ -88,15 +109,12 @@ def define_flags():
                       "Retrain the best trial and export it.")
     flags.DEFINE_enum("verbose", "0", ["0", "1", "2"],
                       "Keras progress output of each trial.")
+    cli.define_override_flag()
 
 
 def check_flag_values(values):
     """ConfigError for flag values no search can use: a NaN or infinite
     float flag, an empty --project_dir. `values`: flag name -> value."""
-    import math
-
-    from anpvs_tf.config import ConfigError
-
     for name, value in sorted(values.items()):
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"--{name} must be a finite number; got {value}")
@@ -106,56 +124,29 @@ def check_flag_values(values):
 
 
 def resolve_config():
-    from anpvs_tf import config as config_lib
-    from anpvs_tf.config import GATED_METHODS
-    from anpvs_tf.registry import get_experiment
-
+    """Recipe of --model with the flags; the validation attack is the
+    training attack with --val_pgd_steps steps."""
     config = get_experiment(FLAGS.model)
     if config.train.method not in GATED_METHODS:
-        raise config_lib.ConfigError(
+        raise ConfigError(
             f"--model={FLAGS.model} trains no gates; search a gated entry "
             "such as lenet5_caffe_mnist_anp_vs"
         )
-    source = FLAGS.data_source or ("idx" if FLAGS.data_dir else None)
-    return config_lib.replace(config, **{
-        "train.epochs": FLAGS.epochs,
-        "train.base_epochs": FLAGS.base_epochs,
-        "train.batch_size": FLAGS.batch_size,
-        "train.seed": FLAGS.seed,
-        "train.strategy": FLAGS.strategy,
-        "data.validation_examples": FLAGS.validation_examples,
-        "data.train_examples": FLAGS.train_examples,
-        "data.source": source,
-        "data.data_dir": FLAGS.data_dir,
-        "data.monitor_examples": 0,
-        "eval.attack.num_steps": FLAGS.val_pgd_steps,
-    })
+    config = cli.apply_flags(config, aliases=TUNE_FLAGS)
+    config = config_lib.replace(config, **{"data.monitor_examples": 0})
+    attack = dataclasses.replace(config.attack,
+                                 num_steps=config.eval.attack.num_steps)
+    return config_lib.replace(config, **{"eval.attack": attack})
 
 
 def main(argv):
     del argv
     check_flag_values(FLAGS.flag_values_dict())
-    import dataclasses
-    import shlex
-    import sys
-
-    import tensorflow as tf
-
-    import models  # noqa: F401  (registers the zoo)
-    from anpvs_tf import config as config_lib
-    from anpvs_tf.distribution import make_strategy
-    from anpvs_tf.search import run_search
-    from anpvs_tf.tuning import Floors
-
     # Floors check their ranges: a bad floor fails before anything exists.
     floors = Floors(FLAGS.min_sparsity, FLAGS.min_flops_speedup)
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")  # one retracing warning per trial
-    config = config_lib.validate(resolve_config())
-    # The validation attack: the training eps and step size.
-    config = dataclasses.replace(config, eval=dataclasses.replace(
-        config.eval, attack=dataclasses.replace(
-            config.attack, num_steps=FLAGS.val_pgd_steps)))
+    config = resolve_config()
     report = run_search(
         config,
         FLAGS.project_dir,
@@ -179,4 +170,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main)
+    cli.run(main, aliases=TUNE_FLAGS)

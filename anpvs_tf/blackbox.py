@@ -11,8 +11,8 @@ from pathlib import Path
 from anpvs_tf import config as config_lib
 from anpvs_tf.config import ConfigError
 from anpvs_tf.registry import get_experiment
-from anpvs_tf.training import load_trained_model
 from anpvs_tf.training import train
+from anpvs_tf.workdir import load_trained_model
 
 SOURCES_DIR = "blackbox_sources"
 

@@ -1,33 +1,107 @@
-"""Frozen experiment configuration and the named recipes of the zoo."""
+"""Frozen experiment settings, one override path, validation at construction.
+
+Every settings type checks its own fields when it is created (types, ranges,
+choices), so an invalid config cannot exist. Messages name settings by
+their config key in backquotes (`train.epochs`); the scripts show the flag
+that sets it instead.
+"""
 
 import dataclasses
 import json
 import math
+import types
+import typing
 from dataclasses import field
 
-from anpvs_tf.data import DATASETS
-from anpvs_tf.data import SOURCES as DATA_SOURCES
+from anpvs_tf.datasets import DATASETS
+from anpvs_tf.datasets import SOURCES as DATA_SOURCES
+from anpvs_tf.errors import ConfigError
+from anpvs_tf.methods import BASE_METHODS
+from anpvs_tf.methods import FROM_BASE_METHODS
+from anpvs_tf.methods import GATED_METHODS
+from anpvs_tf.methods import METHODS
 
-METHODS = ("standard", "at", "at_pretrained", "trades", "bp", "anp",
-           "anp_vs")
-GATED_METHODS = ("bp", "anp", "anp_vs")
-ADVERSARIAL_METHODS = ("at", "at_pretrained", "trades", "anp", "anp_vs")
-# Methods that start from a trained base model (standard unless
-# base_method says otherwise).
-FROM_BASE_METHODS = (*GATED_METHODS, "at_pretrained")
-# Methods of the base model trained when no base_workdir is given.
-BASE_METHODS = ("standard", "at")
 STRATEGIES = ("default", "mirrored", "auto", "multi_worker")
 # Keras dtype policies; "none" trains in float32.
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 
-class ConfigError(ValueError):
-    """A user-facing configuration mistake (printed as one line)."""
+class _Unset:
+    """The value of an override that was not given (None is a value)."""
+
+    def __repr__(self):
+        return "UNSET"
 
 
+UNSET = _Unset()
+
+
+def _choice(value, choices, key):
+    return (value in choices,
+            f"unknown `{key}` '{value}'; choose one of {', '.join(choices)}")
+
+
+def _finite(value, key, low=None, strict=False):
+    """A check that a float setting is finite and above `low`."""
+    finite = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
+    if low is None:
+        return finite, f"`{key}` must be a finite number (got {value})"
+    above = finite and (value > low if strict else value >= low)
+    sign = ">" if strict else ">="
+    return above, f"`{key}` must be a finite number {sign} {low} (got {value})"
+
+
+def _at_least(value, key, low, hint=""):
+    return (value is None or value >= low,
+            f"`{key}` must be at least {low} (got {value}){hint}")
+
+
+def _type_problem(value, annotation):
+    """Why `value` does not fit a field's annotation, or None."""
+    if isinstance(annotation, types.UnionType):  # X | None
+        options = typing.get_args(annotation)
+        if value is None and type(None) in options:
+            return None
+        annotation = next(a for a in options if a is not type(None))
+    if annotation is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif annotation is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, annotation)
+    names = {int: "an integer", float: "a number", bool: "true or false",
+             str: "a string", tuple: "a tuple"}
+    return None if ok else names.get(annotation,
+                                     f"an {annotation.__name__}")
+
+
+class _Settings:
+    """Checks types, then the section's own rules, at construction."""
+
+    KEY = ""
+
+    def __post_init__(self):
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            expected = _type_problem(value, item.type)
+            if expected:
+                raise ConfigError(
+                    f"`{self.KEY}.{item.name}` must be {expected} (got "
+                    f"{value!r})")
+        for ok, message in self._checks(self.KEY):
+            if not ok:
+                raise ConfigError(message)
+
+    def _checks(self, key):
+        return []
+
+
+# === Settings ===
 @dataclasses.dataclass(frozen=True)
-class DataConfig:
+class DataConfig(_Settings):
+    KEY = "data"
+
     dataset: str = "mnist"
     # embedded: the MNIST subset shipped in the package (offline default);
     # idx: IDX .gz files in data_dir; tfds: tensorflow-datasets (online).
@@ -46,26 +120,64 @@ class DataConfig:
     # augmented.
     augment: bool = False
 
+    def _checks(self, key):
+        return [
+            _choice(self.dataset, DATASETS, f"{key}.dataset"),
+            _choice(self.source, DATA_SOURCES, f"{key}.source"),
+            (self.data_dir is None or self.source != "embedded",
+             f"`{key}.data_dir` is not read with `{key}.source`=embedded "
+             f"(the data shipped in the package); set `{key}.source` to idx "
+             f"or tfds, or leave `{key}.data_dir` out"),
+            _at_least(self.train_examples, f"{key}.train_examples", 1),
+            _at_least(self.test_examples, f"{key}.test_examples", 1),
+            _at_least(self.monitor_examples, f"{key}.monitor_examples", 0),
+            _at_least(self.validation_examples,
+                      f"{key}.validation_examples", 0),
+        ]
+
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(_Settings):
+    KEY = "model"
+
     architecture: str = "lenet5_caffe"
     # Raw (pre-softplus) initial gate parameters; None keeps the
     # architecture's paper default (-1.0 for LeNet; E[pi] ~ 0.24).
     gate_concentration1_init: float | None = None
     gate_concentration0_init: float = 0.5413
 
+    def _checks(self, key):
+        checks = [_finite(self.gate_concentration0_init,
+                          f"{key}.gate_concentration0_init")]
+        if self.gate_concentration1_init is not None:
+            checks.append(_finite(self.gate_concentration1_init,
+                                  f"{key}.gate_concentration1_init"))
+        return checks
+
 
 @dataclasses.dataclass(frozen=True)
-class AttackConfig:
+class AttackConfig(_Settings):
+    KEY = "attack"
+
     epsilon: float = 0.3
     step_size: float = 0.01
     num_steps: int = 20
     random_start: bool = True
 
+    def _checks(self, key):
+        return [
+            (math.isfinite(self.epsilon) and 0 <= self.epsilon <= 1,
+             f"`{key}.epsilon` must be in [0, 1] (got {self.epsilon}); it "
+             "is an L-inf radius in pixel units, e.g. 0.3 for MNIST"),
+            _finite(self.step_size, f"{key}.step_size", 0, strict=True),
+            _at_least(self.num_steps, f"{key}.num_steps", 0),
+        ]
+
 
 @dataclasses.dataclass(frozen=True)
-class LossConfig:
+class LossConfig(_Settings):
+    KEY = "loss"
+
     # beta: weight of the gate KL term, beta * KL / kl_normalizer.
     kl_weight: float = 4.0
     # The N that divides the KL. The paper's beta assumes N = 60,000 (full
@@ -79,9 +191,22 @@ class LossConfig:
     trades_weight: float = 6.0
     l2_weight: float = 1e-4
 
+    def _checks(self, key):
+        return [
+            _finite(self.kl_weight, f"{key}.kl_weight", 0),
+            _finite(self.vs_weight, f"{key}.vs_weight", 0),
+            _finite(self.adv_weight, f"{key}.adv_weight", 0),
+            _finite(self.trades_weight, f"{key}.trades_weight", 0),
+            _finite(self.l2_weight, f"{key}.l2_weight", 0),
+            _at_least(self.kl_normalizer, f"{key}.kl_normalizer", 1,
+                      ", or none for the training-set size"),
+        ]
+
 
 @dataclasses.dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(_Settings):
+    KEY = "train"
+
     method: str = "anp_vs"
     epochs: int = 200
     batch_size: int = 64
@@ -107,17 +232,62 @@ class TrainConfig:
     # None: the gates learn throughout (the paper).
     gate_epochs: int | None = None
 
+    def _checks(self, key):
+        gated = self.method in GATED_METHODS
+        return [
+            _choice(self.method, METHODS, f"{key}.method"),
+            _choice(self.base_method, BASE_METHODS, f"{key}.base_method"),
+            _choice(self.strategy, STRATEGIES, f"{key}.strategy"),
+            _choice(self.mixed_precision, MIXED_PRECISION,
+                    f"{key}.mixed_precision"),
+            _at_least(self.epochs, f"{key}.epochs", 1),
+            _at_least(self.batch_size, f"{key}.batch_size", 1),
+            (0 <= self.seed < 2**32,
+             f"`{key}.seed` must be from 0 to {2**32 - 1} (got "
+             f"{self.seed})"),
+            _at_least(self.base_epochs, f"{key}.base_epochs", 1),
+            _at_least(self.gate_epochs, f"{key}.gate_epochs", 1,
+                      " (or none: the gates learn for every epoch)"),
+            (self.gate_epochs is None or gated,
+             f"`{key}.gate_epochs` only applies to gated methods "
+             f"({', '.join(GATED_METHODS)}), not {self.method}; leave it "
+             "out"),
+            (self.gate_epochs is None or self.gate_epochs < self.epochs,
+             f"`{key}.gate_epochs`={self.gate_epochs} must be less than "
+             f"`{key}.epochs`={self.epochs}: the gates freeze after that "
+             "many epochs and the pruned network fine-tunes for the rest"),
+            (self.base_workdir is None or self.method in FROM_BASE_METHODS,
+             f"`{key}.base_workdir` is only read by methods that start "
+             f"from a base model ({', '.join(FROM_BASE_METHODS)}), not "
+             f"{self.method}; leave it out"),
+            _finite(self.weight_learning_rate,
+                    f"{key}.weight_learning_rate", 0, strict=True),
+            _finite(self.gate_learning_rate, f"{key}.gate_learning_rate", 0,
+                    strict=True),
+            (all(isinstance(f, (int, float)) and 0 < f < 1
+                 for f in self.decay_fractions),
+             f"`{key}.decay_fractions` must lie in (0, 1) (got "
+             f"{self.decay_fractions})"),
+        ]
+
 
 @dataclasses.dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(_Settings):
+    KEY = "eval"
+
     attack: AttackConfig = field(
         default_factory=lambda: AttackConfig(num_steps=40)
     )
     batch_size: int = 500
 
+    def _checks(self, key):
+        return [_at_least(self.batch_size, f"{key}.batch_size", 1)]
+
 
 @dataclasses.dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(_Settings):
+    KEY = ""
+
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
@@ -132,6 +302,7 @@ class ExperimentConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+# === Overrides ===
 _SECTIONS = {
     "data": DataConfig,
     "model": ModelConfig,
@@ -140,6 +311,23 @@ _SECTIONS = {
     "train": TrainConfig,
     "eval": EvalConfig,
 }
+_EVAL_ATTACK = "eval.attack"
+
+
+def _eval_attack(values):
+    """The evaluation attack, its messages naming `eval.attack.*`."""
+    try:
+        return AttackConfig(**values)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace(
+            "`attack.", f"`{_EVAL_ATTACK}.")) from None
+
+
+def _build(cls, values, key):
+    try:
+        return cls(**values)
+    except TypeError as error:  # a key this version does not know
+        raise ConfigError(f"unknown setting in `{key}`: {error}") from None
 
 
 def from_dict(values):
@@ -147,56 +335,116 @@ def from_dict(values):
     sections = {}
     for name, cls in _SECTIONS.items():
         section = dict(values.get(name, {}))
-        if name == "eval" and "attack" in section:
-            section["attack"] = AttackConfig(**section["attack"])
+        attack = section.get("attack")
+        if name == "eval" and isinstance(attack, dict):
+            section["attack"] = _eval_attack(attack)
         if name == "train" and "decay_fractions" in section:
             section["decay_fractions"] = tuple(section["decay_fractions"])
-        sections[name] = cls(**section)
+        sections[name] = _build(cls, section, name)
     return ExperimentConfig(**sections)
 
 
+def keys():
+    """Every dotted key an override may set, e.g. "train.epochs"."""
+    found = []
+    for name, cls in _SECTIONS.items():
+        for item in dataclasses.fields(cls):
+            if name == "eval" and item.name == "attack":
+                found += [f"{_EVAL_ATTACK}.{a.name}"
+                          for a in dataclasses.fields(AttackConfig)]
+            else:
+                found.append(f"{name}.{item.name}")
+    return found
+
+
+def _field(key):
+    """The dataclass field a dotted key names; ConfigError if none."""
+    section, _, attr = key.partition(".")
+    cls = _SECTIONS.get(section)
+    if key.startswith(_EVAL_ATTACK + "."):
+        cls, attr = AttackConfig, key[len(_EVAL_ATTACK) + 1:]
+    fields = {item.name: item
+              for item in (dataclasses.fields(cls) if cls else ())}
+    if attr not in fields:
+        close = [k for k in keys() if k.endswith("." + attr.split(".")[-1])]
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"unknown config key '{key}'{hint}")
+    return fields[attr]
+
+
 def replace(config, **overrides):
-    """Returns a copy with dotted-key overrides, e.g. {"train.epochs": 3}.
+    """A copy with dotted-key overrides, e.g. {"train.epochs": 3}.
 
-    Values of None are ignored, so unset flags keep the recipe's value;
-    `assign` sets None too.
+    None is a value ({"train.gate_epochs": None} clears the field); UNSET
+    leaves a field as it is. All overrides of a section are applied
+    together, so settings that must agree can change together.
     """
-    return _apply(config, overrides, skip_none=True)
-
-
-def assign(config, **values):
-    """Like `replace`, but None is a value: {"train.gate_epochs": None}
-    clears the field."""
-    return _apply(config, values, skip_none=False)
-
-
-def _apply(config, overrides, skip_none):
-    sections = {name: getattr(config, name) for name in _SECTIONS}
+    changes = {}
     for key, value in overrides.items():
-        if value is None and skip_none:
-            continue
-        section, _, attr = key.partition(".")
-        target = sections.get(section)
-        if target is None or attr.split(".")[0] not in {
-            f.name for f in dataclasses.fields(target)
-        }:
-            raise ConfigError(f"unknown config key '{key}'")
-        if section == "eval" and attr.startswith("attack."):
-            attack = dataclasses.replace(
-                target.attack, **{attr.split(".", 1)[1]: value}
-            )
-            sections[section] = dataclasses.replace(target, attack=attack)
-        else:
-            sections[section] = dataclasses.replace(target, **{attr: value})
-    return validate(ExperimentConfig(**sections))
+        _field(key)
+        if value is not UNSET:
+            changes[key] = value
+    sections = {name: dataclasses.asdict(getattr(config, name))
+                for name in _SECTIONS}
+    for key, value in changes.items():
+        path = key.split(".")
+        target = sections
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+    return from_dict(sections)
+
+
+_TRUE = ("true", "yes", "1", "on")
+_FALSE = ("false", "no", "0", "off")
+
+
+def parse_value(key, text):
+    """The typed value of `text` for the setting `key` ("none" is None for
+    settings that may be unset)."""
+    annotation = _field(key).type
+    optional = isinstance(annotation, types.UnionType)
+    if optional:
+        if text.strip().lower() in ("none", "null"):
+            return None
+        annotation = next(a for a in typing.get_args(annotation)
+                          if a is not type(None))
+    try:
+        if annotation is bool:
+            lowered = text.strip().lower()
+            if lowered not in _TRUE + _FALSE:
+                raise ValueError(text)
+            return lowered in _TRUE
+        if annotation is tuple:
+            return tuple(float(part) for part in text.split(",") if part)
+        if annotation in (int, float):
+            return annotation(text)
+        return text
+    except ValueError:
+        what = {bool: "true or false", int: "an integer", float: "a number",
+                tuple: "comma-separated numbers"}[annotation]
+        none = " or none" if optional else ""
+        raise ConfigError(
+            f"`{key}` takes {what}{none}; got '{text}'") from None
+
+
+def parse_override(text):
+    """(key, value) of one "section.field=value" override."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(
+            f"override '{text}' is not of the form section.field=value, "
+            "e.g. train.epochs=3")
+    key = key.strip()
+    return key, parse_value(key, value.strip())
 
 
 def first_difference(old, new, only_old_keys=False, prefix=""):
     """The first dotted key whose value differs between two nested dicts,
     as "key: old -> new", or None. With `only_old_keys`, keys that `old`
     lacks (settings stored by an older version) are not compared."""
-    keys = set(old) if only_old_keys else set(old) | set(new)
-    for key in sorted(keys):
+    keys_ = set(old) if only_old_keys else set(old) | set(new)
+    for key in sorted(keys_):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
             found = first_difference(a, b, only_old_keys, f"{prefix}{key}.")
@@ -205,110 +453,3 @@ def first_difference(old, new, only_old_keys=False, prefix=""):
         elif a != b:
             return f"{prefix}{key}: {a} -> {b}"
     return None
-
-
-def _choice(value, choices, what):
-    return (value in choices,
-            f"unknown {what} '{value}'; choose one of {', '.join(choices)}")
-
-
-def _finite(value, flag, low=None, strict=False):
-    """A check that a float setting is finite and above `low`."""
-    finite = isinstance(value, (int, float)) and math.isfinite(value)
-    if low is None:
-        return finite, f"{flag} must be a finite number (got {value})"
-    above = finite and (value > low if strict else value >= low)
-    sign = ">" if strict else ">="
-    return above, f"{flag} must be a finite number {sign} {low} (got {value})"
-
-
-def validate(config):
-    """Raises ConfigError naming the first invalid value and how to fix it.
-
-    Covers ranges (every float finite, with its sign) and settings that
-    contradict each other, so a mistake is caught before anything runs.
-    """
-    data, train, loss = config.data, config.train, config.loss
-    gated = train.method in GATED_METHODS
-    checks = [
-        _choice(train.method, METHODS, "method"),
-        _choice(data.dataset, DATASETS, "dataset"),
-        _choice(train.base_method, BASE_METHODS, "base method"),
-        _choice(data.source, DATA_SOURCES, "data source"),
-        _choice(train.strategy, STRATEGIES, "strategy"),
-        _choice(train.mixed_precision, MIXED_PRECISION,
-                "mixed precision policy"),
-        (train.epochs >= 1, "--epochs must be at least 1"),
-        (train.batch_size >= 1, "--batch_size must be at least 1"),
-        (config.eval.batch_size >= 1, "--eval_batch_size must be at least 1"),
-        (0 <= train.seed < 2**32,
-         f"--seed must be from 0 to {2**32 - 1} (got {train.seed})"),
-        (train.base_epochs >= 1, "--base_epochs must be at least 1"),
-        (train.gate_epochs is None or train.gate_epochs >= 1,
-         "--gate_epochs must be at least 1 (or left out: the gates learn "
-         "for every epoch)"),
-        (train.gate_epochs is None or gated,
-         f"--gate_epochs only applies to gated methods "
-         f"({', '.join(GATED_METHODS)}), not {train.method}; leave it out"),
-        (train.gate_epochs is None or train.gate_epochs < train.epochs,
-         f"--gate_epochs={train.gate_epochs} must be less than "
-         f"--epochs={train.epochs}: the gates freeze after that many "
-         "epochs and the pruned network fine-tunes for the rest"),
-        (train.base_workdir is None or train.method in FROM_BASE_METHODS,
-         f"--base_workdir is only read by methods that start from a base "
-         f"model ({', '.join(FROM_BASE_METHODS)}), not {train.method}; "
-         "leave it out"),
-        (data.data_dir is None or data.source != "embedded",
-         "--data_dir is not read with --data_source=embedded (the data "
-         "shipped in the package); pass --data_source=idx or tfds, or "
-         "leave --data_dir out"),
-        _finite(train.weight_learning_rate, "--weight_lr", 0, strict=True),
-        _finite(train.gate_learning_rate, "--gate_lr", 0, strict=True),
-        (all(isinstance(f, (int, float)) and 0 < f < 1
-             for f in train.decay_fractions),
-         f"learning-rate decay fractions must lie in (0, 1) (got "
-         f"{train.decay_fractions})"),
-        _finite(loss.kl_weight, "--beta", 0),
-        _finite(loss.vs_weight, "--vs_weight (lambda)", 0),
-        _finite(loss.adv_weight, "the adversarial loss weight", 0),
-        _finite(loss.trades_weight, "--trades_beta", 0),
-        _finite(loss.l2_weight, "the L2 weight", 0),
-        (loss.kl_normalizer is None or loss.kl_normalizer >= 1,
-         f"--kl_normalizer must be >= 1, or 0 for the training-set size "
-         f"(got {loss.kl_normalizer})"),
-        _finite(config.model.gate_concentration0_init,
-                "the gates' initial concentration0"),
-        (data.monitor_examples >= 0, "--monitor_examples must be >= 0"),
-        (data.validation_examples >= 0,
-         "--validation_examples must be >= 0"),
-    ]
-    if config.model.gate_concentration1_init is not None:
-        checks.append(_finite(config.model.gate_concentration1_init,
-                              "--gate_init"))
-    for attack, what in (
-        (config.attack, "training"),
-        (config.eval.attack, "evaluation"),
-    ):
-        checks += [
-            (0 <= attack.epsilon <= 1,
-             f"the {what} attack's epsilon must be in [0, 1] (got "
-             f"{attack.epsilon}); it is an L-inf radius in pixel units, "
-             "e.g. --epsilon=0.3 for MNIST"),
-            (math.isfinite(attack.step_size) and attack.step_size > 0,
-             f"the {what} attack's step size must be a finite number > 0 "
-             f"(got {attack.step_size}); pass e.g. --pgd_step_size=0.01"),
-            (attack.num_steps >= 0,
-             f"the {what} attack's number of PGD steps must be >= 0 (got "
-             f"{attack.num_steps})"),
-        ]
-    for examples, flag in (
-        (data.train_examples, "--train_examples"),
-        (data.test_examples, "--test_examples"),
-    ):
-        checks.append(
-            (examples is None or examples >= 1, f"{flag} must be >= 1")
-        )
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    return config

@@ -10,11 +10,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-SOURCES = ("embedded", "idx", "tfds")
+from anpvs_tf.datasets import DATASETS
+from anpvs_tf.datasets import IDX_DATASETS
+from anpvs_tf.datasets import SOURCES
+from anpvs_tf.errors import ConfigError
+from anpvs_tf.errors import DataError
+
 SPLITS = ("train", "test")
-# IDX files hold 28x28 grayscale images: the MNIST family only.
-IDX_DATASETS = ("mnist", "fashion_mnist")
 IDX_IMAGE_SHAPE = (28, 28)
 IDX_NUM_CLASSES = 10
 
@@ -33,19 +35,6 @@ _IDX_FILES = {
 }
 # IDX type code 0x08 (unsigned byte) is the only one MNIST-style files use.
 _IDX_UBYTE = 0x08
-
-
-# Image shape (H, W, C) and number of classes of every dataset.
-DATASET_INFO = {
-    "mnist": ((28, 28, 1), 10),
-    "fashion_mnist": ((28, 28, 1), 10),
-    "cifar10": ((32, 32, 3), 10),
-    "cifar100": ((32, 32, 3), 100),
-}
-
-
-class DataError(ValueError):
-    """A user-facing data problem: one line naming the problem and the fix."""
 
 
 def read_idx(path):
@@ -118,8 +107,8 @@ def _find_idx_pair(data_dir, split):
 def _load_idx(data_dir, split):
     if data_dir is None:
         raise DataError(
-            "--data_source=idx needs a folder of MNIST-style IDX files; "
-            "pass --data_dir=<folder with the IDX .gz files>"
+            "`data.source`=idx needs a folder of MNIST-style IDX files; "
+            "pass `data.data_dir`=<folder with the IDX .gz files>"
         )
     data_dir = os.fspath(data_dir)
     pair = _find_idx_pair(data_dir, split)
@@ -130,7 +119,7 @@ def _load_idx(data_dir, split):
         raise DataError(
             f"IDX files for the {split} split not found in {data_dir}: "
             f"expected {expected}; "
-            "pass --data_dir=<folder with the IDX .gz files>"
+            "pass `data.data_dir`=<folder with the IDX .gz files>"
         )
     images_path, labels_path = pair
     images = read_idx(images_path)
@@ -138,7 +127,7 @@ def _load_idx(data_dir, split):
     if images.ndim != 3 or images.shape[1:] != IDX_IMAGE_SHAPE:
         raise DataError(
             f"{images_path} holds images of shape {images.shape[1:]}, "
-            f"expected {IDX_IMAGE_SHAPE}; point --data_dir at MNIST-style "
+            f"expected {IDX_IMAGE_SHAPE}; point `data.data_dir` at MNIST-style "
             "files"
         )
     if labels.ndim != 1 or len(labels) != len(images):
@@ -204,7 +193,7 @@ def _load_tfds(dataset, split, data_dir):
                     "where there is internet (python -c \"import "
                     "tensorflow_datasets as tfds; "
                     f"tfds.load('{dataset}')\") and pass that folder as "
-                    "--data_dir, or use --data_source=embedded or idx"
+                    "`data.data_dir`, or use `data.source`=embedded or idx"
                 ) from None
             supervised = _tfds_load(dataset, split, data_dir, download=True)
         # Not batch_size=-1: tfds turns it into padded_batch(sys.maxsize)
@@ -218,8 +207,8 @@ def _load_tfds(dataset, split, data_dir):
         raise DataError(
             f"tensorflow-datasets could not load {dataset} ({split}) "
             f"[{type(err).__name__}: {summary}]; it needs internet to "
-            "download (or a --data_dir with the prepared dataset); "
-            "--data_source=embedded or idx works offline"
+            "download (or a `data.data_dir` with the prepared dataset); "
+            "`data.source`=embedded or idx works offline"
         ) from err
     if not batches:
         raise DataError(f"tensorflow-datasets returned no {split} examples")
@@ -234,22 +223,22 @@ def load_arrays(dataset, split, source, data_dir=None):
     Returns:
         images: float32 [N, H, W, C] in [0, 1]; labels: int64 [N].
     """
-    _check_choice(dataset, DATASETS, "dataset", "--dataset")
+    _check_choice(dataset, DATASETS, "dataset", "`data.dataset`")
     _check_choice(split, SPLITS, "split", "split")
-    _check_choice(source, SOURCES, "data source", "--data_source")
+    _check_choice(source, SOURCES, "data source", "`data.source`")
     if source == "embedded":
         if dataset != "mnist":
             raise DataError(
                 f"the embedded data is MNIST only, not {dataset}; use "
-                "--data_source=idx (with --data_dir) or --data_source=tfds"
+                "`data.source`=idx (with `data.data_dir`) or `data.source`=tfds"
             )
         images, labels = _load_idx(EMBEDDED_DIR, split)
     elif source == "idx":
         if dataset not in IDX_DATASETS:
             raise DataError(
                 f"IDX files hold 28x28 grayscale images, so {dataset} "
-                "cannot come from --data_source=idx; use "
-                "--data_source=tfds"
+                "cannot come from `data.source`=idx; use "
+                "`data.source`=tfds"
             )
         images, labels = _load_idx(data_dir, split)
     else:
@@ -292,7 +281,7 @@ def _check_batch_size(batch_size):
     ):
         raise DataError(
             f"batch size must be a positive integer, got {batch_size!r}; "
-            "fix --batch_size"
+            "fix `train.batch_size`"
         )
 
 
@@ -378,7 +367,7 @@ def train_dataset(images, labels, batch_size, seed, initial_epoch=0,
     if steps_per_epoch == 0:
         raise DataError(
             f"batch size {batch_size} is larger than the {num_examples} "
-            "training examples; lower --batch_size or use more examples"
+            "training examples; lower `train.batch_size` or use more examples"
         )
     images = tf.convert_to_tensor(images)
     labels = tf.convert_to_tensor(labels)
@@ -436,4 +425,40 @@ def eval_dataset(images, labels, batch_size):
         .cache()
         .batch(batch_size)
         .prefetch(PREFETCH_BATCHES)
+    )
+
+
+def load_split(data_config, split):
+    """Arrays of a split: "train", "validation" or "test".
+
+    The validation split is `validation_examples` training examples held
+    out for hyper-parameter search: the first ones of a fixed random order
+    of the training set (seed 0); "train" is never any of them. A training
+    subset (--train_examples) is taken from the rest of that same order
+    (the embedded MNIST is sorted by class, so a prefix would hold only a
+    few digits). A test subset is a prefix of the fixed test order.
+    """
+    images, labels = load_arrays(
+        data_config.dataset,
+        "test" if split == "test" else "train",
+        data_config.source,
+        data_config.data_dir,
+    )
+    if split == "test":
+        return take_examples(images, labels, data_config.test_examples)
+    held_out = data_config.validation_examples
+    if data_config.train_examples is None and not held_out:
+        return images, labels
+    order = np.random.RandomState(0).permutation(len(labels))
+    if held_out >= len(order):
+        raise ConfigError(
+            f"`data.validation_examples`={held_out} leaves no training example "
+            f"of the {len(order)}; hold out fewer"
+        )
+    if split == "validation":
+        order = order[:held_out]
+        return images[order], labels[order]
+    order = order[held_out:]
+    return take_examples(
+        images[order], labels[order], data_config.train_examples
     )

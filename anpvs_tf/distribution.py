@@ -16,7 +16,8 @@ import tempfile
 import tensorflow as tf
 
 from anpvs_tf import data
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
+from anpvs_tf.replicas import is_multi_worker
 
 TF_CONFIG = "TF_CONFIG"
 # Task types MultiWorkerMirroredStrategy trains with ("chief" is optional).
@@ -55,7 +56,7 @@ def read_tf_config(text):
     )
     if not text:
         raise ConfigError(
-            f"--strategy=multi_worker needs the {TF_CONFIG} environment "
+            f"`train.strategy`=multi_worker needs the {TF_CONFIG} environment "
             f"variable (the cluster and this worker's place in it), {example}"
         )
     try:
@@ -105,15 +106,6 @@ def read_tf_config(text):
             f"worker's position in cluster.{task['type']}), got {index!r}"
         )
     return tf_config
-
-
-def is_multi_worker(strategy):
-    """True when the strategy spans several processes."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-        return False
-    spec = resolver.cluster_spec().as_dict()
-    return sum(len(tasks) for tasks in spec.values()) > 1
 
 
 def is_chief(strategy):
@@ -173,7 +165,8 @@ def check_global_batch(strategy, global_batch_size):
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % replicas:
         raise ConfigError(
-            f"--batch_size {global_batch_size} is the global batch and must "
+            f"`train.batch_size` {global_batch_size} is the global batch and "
+            f"must "
             f"split evenly over the {replicas} replicas; use a multiple of "
             f"{replicas}"
         )
@@ -227,6 +220,6 @@ def agree_across_workers(strategy, value, what):
     if len(set(values.tolist())) != 1:
         raise ConfigError(
             f"the workers disagree on {what} ({values.tolist()}); every "
-            "worker needs the same --workdir on a filesystem they all share"
+            "worker needs the same `workdir` on a filesystem they all share"
         )
     return value

@@ -7,16 +7,16 @@ import keras
 import numpy as np
 
 import anpvs_tf
+from anpvs_tf import data
 from anpvs_tf import files
 from anpvs_tf import serving
 from anpvs_tf.complexity import complexity_report
 from anpvs_tf.complexity import count_complexity
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
 from anpvs_tf.pruning import compact_network
-from anpvs_tf.training import COMMAND_FILE
-from anpvs_tf.training import RESULTS_FILE
-from anpvs_tf.training import load_split
-from anpvs_tf.training import load_trained_model
+from anpvs_tf.workdir import COMMAND_FILE
+from anpvs_tf.workdir import RESULTS_FILE
+from anpvs_tf.workdir import load_trained_model
 
 # The compact network must reproduce the gated one to this (issue 3).
 EQUIVALENCE_TOLERANCE = 1e-4
@@ -153,7 +153,7 @@ def export_workdir(workdir, export_dir=None, tflite=False, overwrite=False,
     trained = read_results(workdir)
     network = model.network
     compact = compact_network(network)
-    images, labels = load_split(config.data, "test")
+    images, labels = data.load_split(config.data, "test")
     card = model_card(
         workdir, config, network, compact, images, labels, verify_examples,
         trained,

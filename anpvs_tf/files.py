@@ -19,14 +19,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-
-class DamagedFileError(ValueError):
-    """A file this project wrote can no longer be read (one line: what and
-    how to recover)."""
-
-
-class ForeignFilesError(ValueError):
-    """A folder to replace holds files this project did not write."""
+from anpvs_tf.errors import DamagedFileError
+from anpvs_tf.errors import ForeignFilesError
 
 
 def _temporary_sibling(path, suffix=""):

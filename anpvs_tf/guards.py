@@ -10,9 +10,7 @@ and evaluation and export refuse them (`check_usable`).
 import keras
 import numpy as np
 
-
-class UnusableNetworkError(RuntimeError):
-    """A network diverged or collapsed; it must not be reported."""
+from anpvs_tf.errors import UnusableNetworkError
 
 
 def non_finite_weights(network):
@@ -44,14 +42,14 @@ def check_usable(network, where):
             f"the network in {where} has non-finite weights ({bad[0]}"
             f"{' and others' if len(bad) > 1 else ''}): its training "
             "diverged, so it is not a result; train again with a lower "
-            "--weight_lr or --gate_lr"
+            "`train.weight_learning_rate` or `train.gate_learning_rate`"
         )
     empty = empty_gates(network)
     if empty:
         raise UnusableNetworkError(
             f"the network in {where} collapsed: gate {empty[0]} prunes "
             "every unit, so its prediction ignores the input; train again "
-            "with a lower --beta or --gate_lr"
+            "with a lower `loss.kl_weight` or `train.gate_learning_rate`"
         )
 
 
@@ -83,7 +81,8 @@ class DivergenceGuard(keras.callbacks.Callback):
             raise UnusableNetworkError(
                 f"training diverged in epoch {epoch + 1}: {cause}; the "
                 "likely cause is a learning rate too high for this recipe "
-                "(--weight_lr, --gate_lr) or a --beta that prunes "
+                "(`train.weight_learning_rate`, `train.gate_learning_rate`) or "
+                "a `loss.kl_weight` that prunes "
                 f"everything; no result was written and {saved}: train "
                 "again with safer settings"
             )

@@ -6,9 +6,9 @@ import tensorflow as tf
 from anpvs_tf import losses
 from anpvs_tf import precision
 from anpvs_tf.attacks import pgd_attack
-from anpvs_tf.config import ADVERSARIAL_METHODS
-from anpvs_tf.config import GATED_METHODS
-from anpvs_tf.config import METHODS
+from anpvs_tf.methods import ADVERSARIAL_METHODS
+from anpvs_tf.methods import GATED_METHODS
+from anpvs_tf.methods import METHODS
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.layers import gates_of
 from anpvs_tf.replicas import num_replicas

@@ -1,8 +1,11 @@
-"""Name -> builder and name -> recipe registries of the zoo."""
+"""Name -> builder and name -> recipe registries of the zoo.
 
-import importlib
+The registry knows nothing of the zoo: importing the zoo (`models` in a
+checkout, `anpvs_tf.zoo` when installed) registers its entries, as the
+scripts and tests do once at start-up.
+"""
 
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
 
 _MODELS = {}
 _EXPERIMENTS = {}
@@ -34,22 +37,11 @@ def register_experiment(name):
     return decorator
 
 
-def _ensure_zoo_imported():
-    """Imports the zoo once: `anpvs_tf.zoo` when installed, else the
-    checkout's `models` package (scripts import it themselves)."""
-    for module in ("anpvs_tf.zoo", "models"):
-        if _MODELS:
-            return
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError:
-            continue
-
-
 def _lookup(table, kind, name):
-    _ensure_zoo_imported()
     if name not in table:
-        known = ", ".join(sorted(table)) or "none"
+        known = ", ".join(sorted(table)) or (
+            "none (import the zoo first: `import models` in a checkout, "
+            "`import anpvs_tf.zoo` when installed)")
         raise ConfigError(f"unknown {kind} '{name}'; known: {known}")
     return table[name]
 
@@ -65,10 +57,8 @@ def get_experiment(name):
 
 
 def list_models():
-    _ensure_zoo_imported()
     return sorted(_MODELS)
 
 
 def list_experiments():
-    _ensure_zoo_imported()
     return sorted(_EXPERIMENTS)

@@ -3,8 +3,6 @@ several replicas, and step logs that Keras can reduce over workers."""
 
 import tensorflow as tf
 
-from anpvs_tf.distribution import is_multi_worker
-
 
 def sample_for_global_batch(sample_fn, local_batch_size):
     """Draws noise for the whole global batch and returns this replica's rows.
@@ -22,6 +20,15 @@ def sample_for_global_batch(sample_fn, local_batch_size):
     samples = sample_fn(local_batch_size * replicas)
     start = context.replica_id_in_sync_group * local_batch_size
     return samples[start : start + local_batch_size]
+
+
+def is_multi_worker(strategy):
+    """True when the strategy spans several processes."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return False
+    spec = resolver.cluster_spec().as_dict()
+    return sum(len(tasks) for tasks in spec.values()) > 1
 
 
 def num_replicas():

@@ -29,10 +29,10 @@ from anpvs_tf import config as config_lib
 from anpvs_tf import files
 from anpvs_tf import tuning
 from anpvs_tf.exporter import export_workdir
-from anpvs_tf.training import base_config
-from anpvs_tf.training import WORKDIR_ENTRIES
-from anpvs_tf.training import holds_run
+from anpvs_tf.base import base_config
 from anpvs_tf.training import train
+from anpvs_tf.workdir import WORKDIR_ENTRIES
+from anpvs_tf.workdir import holds_run
 
 SETTINGS_FILE = "config.json"
 TUNER_DIR = tuning.PROJECT_NAME  # keras-tuner's state
@@ -88,7 +88,7 @@ def _check_settings(project_dir, settings):
     settings than `settings`."""
     path = project_dir / SETTINGS_FILE
     recover = (
-        "pass --overwrite to start that search over, or, if it is the same "
+        "pass `overwrite` to start that search over, or, if it is the same "
         f"search, delete {SETTINGS_FILE} and run the same tune.py command "
         "(it is resumed unchecked)"
     )
@@ -101,8 +101,8 @@ def _check_settings(project_dir, settings):
     if changed:
         raise config_lib.ConfigError(
             f"'{project_dir}' holds a search with other settings "
-            f"({changed}); choose another --project_dir, or pass "
-            "--overwrite to delete that search (its base model, trials, "
+            f"({changed}); choose another `project_dir`, or pass "
+            "`overwrite` to delete that search (its base model, trials, "
             "reports and best model)"
         )
 
@@ -225,7 +225,7 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
     floors = floors or tuning.Floors()
     if config.data.validation_examples <= 0:
         raise config_lib.ConfigError(
-            "a search needs a validation split: pass --validation_examples"
+            "a search needs a validation split: pass `data.validation_examples`"
         )
     project_dir = Path(project_dir)
     base_dir = project_dir / "base"

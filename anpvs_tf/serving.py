@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from anpvs_tf import files
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
 
 SAVED_MODEL_DIR = "saved_model"
 KERAS_FILE = "model.keras"
@@ -204,22 +204,22 @@ def check_export_dir(export_dir, overwrite, workdir=None):
     path = Path(export_dir)
     if workdir is not None and files.is_inside(workdir, path):
         raise ExportDirError(
-            f"--export_dir '{export_dir}' is the workdir or a folder that "
+            f"`export_dir` '{export_dir}' is the workdir or a folder that "
             "holds it, which an export would replace; choose another "
-            "--export_dir (default: <workdir>/export)"
+            "`export_dir` (default: <workdir>/export)"
         )
     if files.is_inside(Path.cwd(), path):
         raise ExportDirError(
-            f"--export_dir '{export_dir}' is the current directory or a "
+            f"`export_dir` '{export_dir}' is the current directory or a "
             "folder that holds it, which an export would replace; choose "
-            "another --export_dir"
+            "another `export_dir`"
         )
     if not path.exists():
         return
     if not path.is_dir():
         raise ExportDirError(
-            f"--export_dir '{export_dir}' is a file, not a folder; choose "
-            "another --export_dir"
+            f"`export_dir` '{export_dir}' is a file, not a folder; choose "
+            "another `export_dir`"
         )
     if not files.foreign_entries(path, ()):
         return  # empty: nothing to replace
@@ -232,15 +232,15 @@ def check_export_dir(export_dir, overwrite, workdir=None):
         else:
             held = f"no {CARD_FILE} that export.py wrote"
         raise ForeignExportDirError(
-            f"--export_dir '{export_dir}' is not an export: it holds "
+            f"`export_dir` '{export_dir}' is not an export: it holds "
             f"{held}; nothing was deleted: choose a new or empty "
-            "--export_dir"
+            "`export_dir`"
         )
     if not overwrite:
         raise ExportExistsError(
-            f"'{export_dir}' already exists; pass --overwrite to replace "
+            f"'{export_dir}' already exists; pass `overwrite` to replace "
             "that export (its saved_model, model.keras, model.tflite and "
-            "model card) or choose another --export_dir"
+            "model card) or choose another `export_dir`"
         )
 
 

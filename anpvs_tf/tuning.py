@@ -25,9 +25,11 @@ import keras_tuner as kt
 from anpvs_tf import config as config_lib
 from anpvs_tf import data
 from anpvs_tf.complexity import complexity_report
-from anpvs_tf.optimizers import make_optimizers
-from anpvs_tf.training import build_model
-from anpvs_tf.training import copy_base_weights
+from anpvs_tf.assembly import build_model
+from anpvs_tf.assembly import compile_model
+from anpvs_tf.assembly import fit_model
+from anpvs_tf.base import copy_base_weights
+from anpvs_tf.datasets import DATASET_INFO
 
 OBJECTIVE = "objective"
 # keras-tuner's project folder inside the project dir.
@@ -48,10 +50,10 @@ class Floors:
     def __post_init__(self):
         checks = (
             (self.min_sparsity, 0 <= self.min_sparsity < 100,
-             "--min_sparsity must be a finite number in [0, 100) (a "
+             "`min_sparsity` must be a finite number in [0, 100) (a "
              "percentage of units pruned)"),
             (self.min_flops_speedup, self.min_flops_speedup >= 1,
-             "--min_flops_speedup must be a finite number >= 1 (1: no "
+             "`min_flops_speedup` must be a finite number >= 1 (1: no "
              "floor)"),
         )
         for value, ok, message in checks:
@@ -122,10 +124,9 @@ class ANPVSHyperModel(kt.HyperModel):
         self.validation_data = None
 
     def load_data(self):
-        from anpvs_tf.training import load_split
-
-        self.train_data = load_split(self.config.data, "train")
-        self.validation_data = load_split(self.config.data, "validation")
+        self.train_data = data.load_split(self.config.data, "train")
+        self.validation_data = data.load_split(self.config.data,
+                                               "validation")
 
     def config_for(self, hp):
         """The ExperimentConfig of one point of the search space."""
@@ -160,7 +161,7 @@ class ANPVSHyperModel(kt.HyperModel):
 
     def build(self, hp):
         config = self.config_for(hp)
-        input_shape, num_classes = data.DATASET_INFO[config.data.dataset]
+        input_shape, num_classes = DATASET_INFO[config.data.dataset]
         images, _ = self.train_data
         model = build_model(config, input_shape, num_classes, len(images))
         if self.base_dir is not None:  # None: from the initialisation
@@ -169,32 +170,20 @@ class ANPVSHyperModel(kt.HyperModel):
         # Marks the wrapper built (its network already is), so keras-tuner
         # can checkpoint the best epoch's weights.
         model(keras.ops.zeros((1, *input_shape)))
-        steps = len(images) // config.train.batch_size
-        model.compile(
-            *make_optimizers(config.train, config.train.epochs * steps),
-            jit_compile=False,
-        )
-        return model
+        return compile_model(model, config, len(images))
 
     def fit(self, hp, model, *args, callbacks=(), epochs=None,
             initial_epoch=0, **kwargs):
         """Trains on the training split; scores on the validation split."""
         config = self.config_for(hp)
-        images, labels = self.train_data
-        train_ds, steps = data.train_dataset(
-            images, labels, config.train.batch_size,
-            seed=config.train.seed, initial_epoch=initial_epoch,
-            augment=config.data.augment,
-        )
         validation_ds = data.eval_dataset(
             *self.validation_data, config.eval.batch_size
         )
         model.set_eval_attack(config.eval.attack)
-        history = model.fit(
-            train_ds,
-            epochs=epochs or config.train.epochs,
+        history = fit_model(
+            model, config, *self.train_data,
             initial_epoch=initial_epoch,
-            steps_per_epoch=steps,
+            epochs=epochs,
             validation_data=validation_ds,
             callbacks=[ValidationObjective(self.floors), *callbacks],
             verbose=self.verbose,

@@ -17,7 +17,7 @@ def run_method(entry_prefix, method, overrides, runs_dir, name, epochs,
                monitor_examples):
     """Trains `<entry_prefix>_<method>` with the overrides; returns results."""
     from anpvs_tf import config as config_lib
-    from anpvs_tf.config import FROM_BASE_METHODS
+    from anpvs_tf.methods import FROM_BASE_METHODS
     from anpvs_tf.registry import get_experiment
     from anpvs_tf.training import train
 

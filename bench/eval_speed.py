@@ -41,7 +41,7 @@ STEPS = 40
 
 def network_under_test():
     from anpvs_tf.registry import build_network
-    from anpvs_tf.training import load_trained_model
+    from anpvs_tf.workdir import load_trained_model
 
     if (Path(FLAGS.workdir) / "network.weights.h5").exists():
         return FLAGS.workdir, load_trained_model(FLAGS.workdir)[1].network
@@ -55,7 +55,7 @@ def main(argv):
     from anpvs_tf.config import DataConfig
     from anpvs_tf.robustness import AttackSpec
     from anpvs_tf.robustness import RobustnessEvaluator
-    from anpvs_tf.training import load_split
+    from anpvs_tf.data import load_split
 
     images, labels = load_split(DataConfig(), "test")
     name, network = network_under_test()

@@ -97,7 +97,7 @@ def evaluate(name, source_dir, images, labels):
     """The full suite on one target (cached in runs_dir)."""
     from anpvs_tf.classifier import Classifier
     from anpvs_tf.suites import run_suite
-    from anpvs_tf.training import load_trained_model
+    from anpvs_tf.workdir import load_trained_model
 
     cache = Path(FLAGS.runs_dir) / f"{name}.json"
     if cache.exists():
@@ -129,7 +129,7 @@ def robust_source_transfer(name, images, labels):
     from anpvs_tf.classifier import Classifier
     from anpvs_tf.robustness import RobustnessEvaluator
     from anpvs_tf.robustness import vulnerability_summary
-    from anpvs_tf.training import load_trained_model
+    from anpvs_tf.workdir import load_trained_model
 
     source_name = ROBUST_SOURCES[name]
     _, target = load_trained_model(Path(FLAGS.targets_dir) / name)
@@ -216,7 +216,7 @@ def main(argv):
     from anpvs_tf.plots import plot_accuracy_vs_epsilon
     from anpvs_tf.plots import plot_vulnerability_distribution
     from anpvs_tf.sanity import warn_if_failed
-    from anpvs_tf.training import load_split
+    from anpvs_tf.data import load_split
 
     images, labels = load_split(
         DataConfig(test_examples=FLAGS.test_examples), "test")

@@ -39,7 +39,7 @@ def main(argv):
     import models  # noqa: F401
     from anpvs_tf import data
     from anpvs_tf.registry import build_network
-    from anpvs_tf.training import load_trained_model
+    from anpvs_tf.workdir import load_trained_model
 
     _, base = load_trained_model(FLAGS.base_workdir)
     images, labels = data.load_arrays("mnist", "test", "embedded")

@@ -68,7 +68,7 @@ def _serving_models(workdir, plain_workdir, scratch):
     from anpvs_tf import serving
     from anpvs_tf.complexity import count_complexity
     from anpvs_tf.pruning import compact_network
-    from anpvs_tf.training import load_trained_model
+    from anpvs_tf.workdir import load_trained_model
 
     _, gated_model = load_trained_model(workdir)
     _, plain_model = load_trained_model(plain_workdir)

@@ -22,7 +22,7 @@ import keras, models
 from pathlib import Path
 from anpvs_tf import config as config_lib, data
 from anpvs_tf.registry import get_experiment
-from anpvs_tf.training import build_model
+from anpvs_tf.assembly import build_model
 
 def ticks():
     f = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]

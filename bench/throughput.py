@@ -122,7 +122,7 @@ def make_model(method, seed, mixed_precision="none"):
 
     from anpvs_tf import config as config_lib
     from anpvs_tf.registry import get_experiment
-    from anpvs_tf.training import build_model
+    from anpvs_tf.assembly import build_model
 
     keras.utils.set_random_seed(seed)
     config = config_lib.replace(

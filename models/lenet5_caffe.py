@@ -5,7 +5,7 @@ import dataclasses
 import keras
 from keras import layers
 
-from anpvs_tf.config import METHODS
+from anpvs_tf.methods import METHODS
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.config import DataConfig
 from anpvs_tf.config import EvalConfig

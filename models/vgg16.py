@@ -3,7 +3,7 @@
 import keras
 from keras import layers
 
-from anpvs_tf.config import METHODS
+from anpvs_tf.methods import METHODS
 from anpvs_tf.layers import GatePlacer
 from anpvs_tf.layers import network_outputs
 from anpvs_tf.registry import register_experiment

@@ -11,7 +11,7 @@ from anpvs_tf import data
 from anpvs_tf import training
 from anpvs_tf.model import ANPVSModel
 from anpvs_tf.registry import get_experiment
-from anpvs_tf.training import build_model
+from anpvs_tf.assembly import build_model
 from anpvs_tf.training import train
 from tests.tiny_runs import run_config
 

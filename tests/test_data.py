@@ -172,9 +172,9 @@ def test_idx_source_on_real_fashion_mnist():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(dataset="cifar10", source="embedded"), "data_source=idx"),
-        (dict(dataset="cifar10", source="idx"), "data_source=tfds"),
-        (dict(dataset="mnist", source="idx"), "--data_dir="),
+        (dict(dataset="cifar10", source="embedded"), "`data.source`=idx"),
+        (dict(dataset="cifar10", source="idx"), "`data.source`=tfds"),
+        (dict(dataset="mnist", source="idx"), "`data.data_dir`="),
         (dict(dataset="imagenet", source="tfds"), "mnist, fashion_mnist"),
         (dict(dataset="mnist", source="web"), "embedded, idx, tfds"),
         (dict(dataset="mnist", source="embedded", split="val"), "train, test"),
@@ -192,7 +192,7 @@ def test_idx_source_reports_missing_files(tmp_path):
     message = str(error.value)
     assert str(tmp_path) in message
     assert "train-5k-images-idx3-ubyte.gz" in message
-    assert "--data_dir=" in message
+    assert "`data.data_dir`=" in message
     assert "\n" not in message
 
 
@@ -297,7 +297,7 @@ def test_train_dataset_rejects_batch_larger_than_data():
     images, labels = _indexed_examples(10)
     with pytest.raises(data.DataError, match="batch size 16 .* 10 training"):
         data.train_dataset(images, labels, 16, seed=0)
-    with pytest.raises(data.DataError, match="--batch_size"):
+    with pytest.raises(data.DataError, match="`train.batch_size`"):
         data.train_dataset(images, labels, 0, seed=0)
 
 
@@ -344,7 +344,7 @@ def test_tfds_failures_become_data_errors(monkeypatch, tmp_path):
         data.load_arrays("cifar100", "train", "tfds", tmp_path)
     message = str(error.value)
     assert "internet" in message and "no route to host" in message
-    assert "--data_source=embedded or idx" in message
+    assert "`data.source`=embedded or idx" in message
 
 
 def test_cifar_pipeline_augments_training_images_only():

@@ -10,7 +10,7 @@ import pytest
 from anpvs_tf import config as config_lib
 from anpvs_tf import data
 from anpvs_tf import training
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
 from anpvs_tf.distribution import distribute_batches
 from anpvs_tf.distribution import read_tf_config
 from anpvs_tf.training import train

@@ -15,7 +15,7 @@ from anpvs_tf.exporter import ExportVerificationError
 from anpvs_tf.exporter import verify_equivalence
 from anpvs_tf.pruning import compact_network
 from anpvs_tf.registry import build_network
-from anpvs_tf.training import load_trained_model
+from anpvs_tf.workdir import load_trained_model
 from anpvs_tf.training import train
 from tests.test_pruning import prune_at_random
 from tests.test_scripts import assert_one_line_error

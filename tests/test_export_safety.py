@@ -15,8 +15,8 @@ import tensorflow as tf
 from anpvs_tf import exporter
 from anpvs_tf import files
 from anpvs_tf import serving
-from anpvs_tf.config import ConfigError
-from anpvs_tf.training import RESULTS_FILE
+from anpvs_tf.errors import ConfigError
+from anpvs_tf.workdir import RESULTS_FILE
 from anpvs_tf.training import train
 from tests.test_scripts import assert_one_line_error
 from tests.test_scripts import run_script
@@ -161,7 +161,7 @@ def test_overwrite_replaces_an_export_of_ours(workdir, tmp_path):
     )
     with pytest.raises(
         serving.ExportExistsError,
-        match=r"pass --overwrite to replace that export \(its saved_model, "
+        match=r"pass `overwrite` to replace that export \(its saved_model, "
               r"model.keras, model.tflite and model card\)",
     ):
         export(workdir, out, tflite=True)

@@ -6,9 +6,9 @@ import pytest
 import tensorflow as tf
 
 from anpvs_tf import callbacks
-from anpvs_tf.config import ConfigError
-from anpvs_tf.training import NETWORK_FILE
-from anpvs_tf.training import restore_latest
+from anpvs_tf.errors import ConfigError
+from anpvs_tf.workdir import NETWORK_FILE
+from anpvs_tf.checkpoints import restore_latest
 from anpvs_tf.training import train
 from tests.processes import train_processes
 from tests.processes import wait_all
@@ -160,7 +160,7 @@ def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
     tf.train.CheckpointManager(checkpoint, checkpoints, 2).save()
     for path in checkpoints.glob("ckpt-1.*"):
         path.write_bytes(b"garbage")
-    with pytest.raises(ConfigError, match="--overwrite"):
+    with pytest.raises(ConfigError, match="`overwrite`"):
         restore_latest(checkpoint, checkpoints, log=lambda line: None)
     shutil.rmtree(checkpoints)
     assert restore_latest(checkpoint, checkpoints, log=print) is None

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from anpvs_tf import losses
 from anpvs_tf.classifier import Classifier
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
 from anpvs_tf.registry import build_network
 from anpvs_tf.reports import format_report
 from anpvs_tf.reports import write_report

@@ -19,10 +19,10 @@ import pytest
 
 from anpvs_tf import config as config_lib
 from anpvs_tf import data
-from anpvs_tf.config import ConfigError
-from anpvs_tf.training import NETWORK_FILE
-from anpvs_tf.training import RESULTS_FILE
-from anpvs_tf.training import load_trained_model
+from anpvs_tf.errors import ConfigError
+from anpvs_tf.workdir import NETWORK_FILE
+from anpvs_tf.workdir import RESULTS_FILE
+from anpvs_tf.workdir import load_trained_model
 from anpvs_tf.training import train
 from tests.conftest import ROOT
 from tests.test_fault_tolerance import interrupt_after_epoch
@@ -102,7 +102,7 @@ def test_refusal_says_what_overwrite_deletes_and_overwrite_deletes_it(
     changed = run_config(MODEL, 1, **{"train.seed": 7})
     with pytest.raises(ConfigError) as error:
         train(changed, workdir, verbose=0, log=quiet)
-    assert "--overwrite to delete that run (its checkpoints" in str(
+    assert "`overwrite` to delete that run (its checkpoints" in str(
         error.value)
     old_weights = (workdir / NETWORK_FILE).read_bytes()
     results = train(changed, workdir, overwrite=True, verbose=0, log=quiet)
@@ -299,10 +299,10 @@ def test_a_stub_of_a_failed_start_does_not_block_the_fixed_command(tmp_path):
 
 @pytest.mark.parametrize("overrides, phrase", [
     ({"train.method": "standard", "train.base_workdir": "x"},
-     "--base_workdir is only read"),
+     "`train.base_workdir` is only read"),
     ({"data.source": "embedded", "data.data_dir": "x"},
-     "--data_dir is not read"),
-    ({"train.method": "anp_vs", "train.gate_epochs": 5}, "--gate_epochs=5"),
+     "`data.data_dir` is not read"),
+    ({"train.method": "anp_vs", "train.gate_epochs": 5}, "`train.gate_epochs`=5"),
     ({"train.gate_epochs": 1}, "only applies to gated methods"),
 ])
 def test_conflicting_settings_are_refused(overrides, phrase):
@@ -331,7 +331,7 @@ def test_missing_tfds_data_offline_is_an_error_at_once(tmp_path,
     worker.join(timeout=30)
     assert "error" in outcome, "tfds was still trying after 30 s"
     assert "not prepared" in outcome["error"]
-    assert "--data_dir" in outcome["error"]
+    assert "`data.data_dir`" in outcome["error"]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -384,7 +384,8 @@ def test_quiet_start_up_keeps_the_errors_of_a_failed_import(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
-    result = subprocess.run([sys.executable, "-c", "import anpvs_tf.cli"],
+    result = subprocess.run([sys.executable, "-c",
+                             "import anpvs_tf.cli; anpvs_tf.cli.start()"],
                             capture_output=True, text=True, env=env,
                             timeout=120)
     assert result.returncode != 0
@@ -410,7 +411,7 @@ def test_guard_names_the_epoch_and_the_cause():
 def test_holds_run_tells_a_resumable_run_from_another(tmp_path, trained):
     """What tune.py asks before it retrains a (possibly new) best trial
     into best/: the same run is reused, another one replaced."""
-    from anpvs_tf.training import holds_run
+    from anpvs_tf.workdir import holds_run
 
     assert holds_run(run_config(MODEL, 1), trained)
     assert not holds_run(run_config(MODEL, 1, **{"train.seed": 5}), trained)
@@ -421,7 +422,7 @@ def test_holds_run_tells_a_resumable_run_from_another(tmp_path, trained):
 def test_an_empty_path_flag_is_an_error(value):
     from anpvs_tf import cli
 
-    with pytest.raises(ConfigError, match="--workdir is empty"):
+    with pytest.raises(ConfigError, match="`workdir` is empty"):
         cli.check_not_empty(workdir=value, data_dir=None)
     cli.check_not_empty(workdir="runs/x", data_dir=None)  # fine
 

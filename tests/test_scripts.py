@@ -12,8 +12,8 @@ import tensorflow as tf
 from anpvs_tf import callbacks
 from anpvs_tf import config as config_lib
 from anpvs_tf.registry import get_experiment
-from anpvs_tf.training import NETWORK_FILE
-from anpvs_tf.training import load_trained_model
+from anpvs_tf.workdir import NETWORK_FILE
+from anpvs_tf.workdir import load_trained_model
 from anpvs_tf.training import train
 from tests.conftest import ROOT
 

@@ -16,9 +16,9 @@ from anpvs_tf import config as config_lib
 from anpvs_tf import files
 from anpvs_tf import search
 from anpvs_tf import tuning
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
 from anpvs_tf.search import run_search
-from anpvs_tf.training import base_config
+from anpvs_tf.base import base_config
 from tests.conftest import ROOT
 from tests.tiny_runs import run_config
 
@@ -116,7 +116,7 @@ def test_a_changed_search_is_refused_before_any_work(
     message = str(error.value)
     assert message == (
         f"'{project}' holds a search with other settings ({expected}); "
-        "choose another --project_dir, or pass --overwrite to delete that "
+        "choose another `project_dir`, or pass `overwrite` to delete that "
         "search (its base model, trials, reports and best model)"
     )
     assert tree(project) == before  # nothing written, nothing trained
@@ -200,7 +200,7 @@ def test_a_damaged_settings_file_says_how_to_recover(monkeypatch, tmp_path):
         run_search(tiny_config(), project, log=lambda *_: None)
     message = str(error.value)
     assert "\n" not in message
-    assert "config.json' is damaged" in message and "--overwrite" in message
+    assert "config.json' is damaged" in message and "`overwrite`" in message
 
 
 @pytest.mark.parametrize("text", ["{", '{"hyperparameters": {}}'])
@@ -224,12 +224,12 @@ def test_the_base_model_follows_the_recipes_base_method():
 
 
 @pytest.mark.parametrize("floors, flag", [
-    ((150.0, 1.0), "--min_sparsity"), ((-5.0, 1.0), "--min_sparsity"),
-    ((100.0, 1.0), "--min_sparsity"), ((math.nan, 1.0), "--min_sparsity"),
-    ((math.inf, 1.0), "--min_sparsity"),
-    ((50.0, 0.5), "--min_flops_speedup"),
-    ((50.0, math.nan), "--min_flops_speedup"),
-    ((50.0, math.inf), "--min_flops_speedup"),
+    ((150.0, 1.0), "`min_sparsity`"), ((-5.0, 1.0), "`min_sparsity`"),
+    ((100.0, 1.0), "`min_sparsity`"), ((math.nan, 1.0), "`min_sparsity`"),
+    ((math.inf, 1.0), "`min_sparsity`"),
+    ((50.0, 0.5), "`min_flops_speedup`"),
+    ((50.0, math.nan), "`min_flops_speedup`"),
+    ((50.0, math.inf), "`min_flops_speedup`"),
 ])
 def test_size_floors_out_of_range_are_config_errors(floors, flag):
     with pytest.raises(ConfigError, match=flag):
@@ -239,8 +239,8 @@ def test_size_floors_out_of_range_are_config_errors(floors, flag):
 
 
 @pytest.mark.parametrize("values, flag", [
-    ({"min_flops_speedup": math.nan}, "--min_flops_speedup"),
-    ({"min_sparsity": -math.inf}, "--min_sparsity"),
+    ({"min_flops_speedup": math.nan}, "`min_flops_speedup`"),
+    ({"min_sparsity": -math.inf}, "`min_sparsity`"),
     ({"project_dir": ""}, "--project_dir"),
     ({"project_dir": "  "}, "--project_dir"),
 ])

@@ -8,10 +8,10 @@ import pytest
 
 from anpvs_tf import config as config_lib
 from anpvs_tf import tuning
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
 from anpvs_tf.registry import get_experiment
 from anpvs_tf.search import run_search
-from anpvs_tf.training import load_split
+from anpvs_tf.data import load_split
 from tests.tiny_runs import run_config
 
 

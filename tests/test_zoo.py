@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 
 from anpvs_tf import config as config_lib
-from anpvs_tf import data
-from anpvs_tf.config import GATED_METHODS
+from anpvs_tf.datasets import DATASET_INFO
+from anpvs_tf.methods import GATED_METHODS
 from anpvs_tf.layers import gates_of
 from anpvs_tf.optimizers import make_optimizers
 from anpvs_tf.registry import get_experiment
 from anpvs_tf.registry import list_experiments
-from anpvs_tf.training import build_model
+from anpvs_tf.assembly import build_model
 
 GATED_UNITS = {"lenet5_caffe": 1370, "vgg16": 5248, "resnet18": 5312}
 
 
 def tiny_batch(dataset, size=4):
-    input_shape, num_classes = data.DATASET_INFO[dataset]
+    input_shape, num_classes = DATASET_INFO[dataset]
     rng = np.random.RandomState(0)
     images = rng.uniform(size=(size, *input_shape)).astype("float32")
     labels = rng.randint(0, num_classes, size=size).astype("int64")
@@ -29,7 +29,8 @@ def test_every_entry_is_a_valid_recipe_with_its_name():
     assert len(entries) >= 15
     for entry in entries:
         config = get_experiment(entry)
-        config_lib.validate(config)
+        # Built, hence validated; and its JSON form reads back the same.
+        assert config_lib.from_dict(config.to_dict()) == config
         architecture, dataset = config.model.architecture, config.data.dataset
         assert entry == f"{architecture}_{dataset}_{config.train.method}"
 
@@ -42,7 +43,7 @@ def test_entry_trains_and_evaluates_one_step(entry):
         "attack.num_steps": 1, "eval.attack.num_steps": 1,
     })
     images, labels = tiny_batch(config.data.dataset)
-    input_shape, num_classes = data.DATASET_INFO[config.data.dataset]
+    input_shape, num_classes = DATASET_INFO[config.data.dataset]
     keras.utils.set_random_seed(0)
     model = build_model(config, input_shape, num_classes, 50000)
     gated_units = sum(gate.units for gate in gates_of(model.network))

@@ -3,8 +3,9 @@
 import numpy as np
 
 from anpvs_tf import config as config_lib
+from anpvs_tf.cli import CONFIG_FLAGS
 from anpvs_tf.registry import get_experiment
-from anpvs_tf.training import load_trained_model
+from anpvs_tf.workdir import load_trained_model
 
 # One tiny run, as train.py flags and as the config they resolve to.
 RUN_FLAGS = {
@@ -12,17 +13,6 @@ RUN_FLAGS = {
     "batch_size": 32, "pgd_steps": 2, "eval_pgd_steps": 1,
     "eval_batch_size": 32, "base_epochs": 1,
 }
-RUN_KEYS = {
-    "train_examples": "data.train_examples",
-    "test_examples": "data.test_examples",
-    "monitor_examples": "data.monitor_examples",
-    "batch_size": "train.batch_size", "pgd_steps": "attack.num_steps",
-    "eval_pgd_steps": "eval.attack.num_steps",
-    "eval_batch_size": "eval.batch_size", "base_epochs": "train.base_epochs",
-    "epochs": "train.epochs",
-}
-
-
 def run_flags(model, epochs):
     flags = {**RUN_FLAGS, "epochs": epochs}
     return [f"--model={model}", "--verbose=0",
@@ -31,7 +21,7 @@ def run_flags(model, epochs):
 
 def run_config(model, epochs, **overrides):
     flags = {**RUN_FLAGS, "epochs": epochs}
-    keys = {RUN_KEYS[k]: v for k, v in flags.items()}
+    keys = {CONFIG_FLAGS[k]: v for k, v in flags.items()}
     return config_lib.replace(get_experiment(model), **{**keys, **overrides})
 
 
