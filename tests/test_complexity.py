@@ -17,6 +17,7 @@ from anpvs_tf.complexity import complexity_report
 from anpvs_tf.complexity import count_complexity
 from anpvs_tf.gates import BetaBernoulliGate
 from anpvs_tf.layers import gates_of
+from anpvs_tf.pruning import compact_network
 from anpvs_tf.registry import build_network
 
 # === Full LeNet-5-Caffe (28x28x1 -> 24x24x20 -> 12x12x20 -> 8x8x50 ->
@@ -218,19 +219,36 @@ def test_pruned_lenet_from_active_dict(gated_lenet):
     assert report["params_full"] == LENET_PARAMS
 
 
-def test_flatten_gate_does_not_reach_back_into_conv2(gated_lenet):
-    # Dropping every flattened feature of conv2 channel 0 leaves the conv2
-    # channel in place (only the flat array shrinks): fc1 loses 16 inputs,
-    # conv2 and pool2 are charged as before.
+def test_flatten_gate_pruning_a_whole_channel_removes_it_from_conv2(
+    gated_lenet
+):
+    # Dropping every flattened feature of conv2 channel 0 leaves that
+    # channel without a consumer: the compact network does not compute it,
+    # so conv2 and pool2 lose it and fc1 loses 16 inputs.
     flat = np.ones(800, dtype=bool)
     flat[0::50] = False
     counts = count_complexity(gated_lenet, active={"flatten_gate": flat})
-    # fc1: (2*784 - 1)*500 + 1_000 instead of (2*800 - 1)*500 + 1_000
-    fc1_flops = (2 * 784 - 1) * 500 + 1_000
-    assert counts.flops == LENET_FLOPS - LENET_FC1_FLOPS + fc1_flops
-    # fc1 memory/params: 784*500 + 500
-    assert counts.memory == LENET_MEMORY - 16 * 500
-    assert counts.params == LENET_PARAMS - 16 * 500
+    # conv2: 49*64*1001 instead of 50*64*1001; pool2: 4*16*49 instead of
+    # 4*16*50; fc1: (2*784 - 1)*500 + 1_000 instead of (2*800 - 1)*500 +
+    # 1_000.
+    assert counts.flops == (
+        LENET_FLOPS - 64 * 1_001 - 4 * 16 - 16 * 2 * 500
+    )
+    # conv2 memory 25*20*(64 + 49); fc1 memory 784*500 + 500.
+    assert counts.memory == LENET_MEMORY - 25 * 20 - 16 * 500
+    # conv2 params 25*20*49 + 49; fc1 params 784*500 + 500.
+    assert counts.params == LENET_PARAMS - (25 * 20 + 1) - 16 * 500
+    # The unit sparsity still counts the flatten gate's own mask.
+    assert complexity_report(
+        gated_lenet, active={"flatten_gate": flat})["active_units"] == (
+        LENET_GATED_UNITS - 16)
+    # What is counted is what compaction builds.
+    gate = gated_lenet.get_layer("flatten_gate")
+    gate.concentration1_raw.assign(
+        np.where(flat, 2.0, -10.0).astype("float32"))
+    compact = compact_network(gated_lenet)
+    assert compact.get_layer("conv2").filters == 49
+    assert compact.count_params() == counts.params
 
 
 def test_pruned_lenet_from_gate_variables(gated_lenet):
@@ -393,5 +411,6 @@ def test_concatenation_is_refused():
     right = keras.layers.Dense(3, name="right")(inputs)
     network = keras.Model(
         inputs, keras.layers.Concatenate(name="concat")([left, right]))
-    with pytest.raises(ValueError, match="Cannot count layer 'concat'"):
+    with pytest.raises(ValueError, match="Cannot count or compact layer "
+                       "'concat'"):
         count_complexity(network)
