@@ -93,13 +93,14 @@ class KeepFeatures(keras.layers.Layer):
     def call(self, inputs):
         if min(self.indices, default=0) >= 0:
             return ops.take(inputs, self.indices, axis=-1)
-        # Index -1 reads an appended zero channel.
-        width = inputs.shape[-1]
-        padded = ops.concatenate(
-            [inputs, ops.zeros_like(inputs[..., :1])], axis=-1
-        )
-        indices = [width if i < 0 else i for i in self.indices]
-        return ops.take(padded, indices, axis=-1)
+        # With zeros to place, a product with a one-hot matrix: exact for
+        # finite inputs (x * 1 plus exact zeros) and, on CPU, several times
+        # faster than a gather on the channel axis.
+        placement = np.zeros((inputs.shape[-1], len(self.indices)))
+        for column, index in enumerate(self.indices):
+            if index >= 0:
+                placement[index, column] = 1.0
+        return ops.matmul(inputs, ops.cast(placement, inputs.dtype))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], len(self.indices))
