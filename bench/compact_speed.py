@@ -28,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from anpvs_tf import cli  # noqa: E402,F401  (sets the Keras backend first)
-from anpvs_tf import files  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from inference import measure  # noqa: E402
+from inference import write_report  # noqa: E402
 
 flags.DEFINE_list("architectures", ["vgg16", "resnet18"],
                   "Zoo architectures to measure.")
@@ -206,12 +206,7 @@ def main(argv):
         "load_after": list(os.getloadavg()),
         "command": "python bench/compact_speed.py " + " ".join(sys.argv[1:]),
     }
-    output = Path(FLAGS.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    files.write_json(output.with_suffix(".json"), report)
-    table = markdown(report)
-    files.write_text(output.with_suffix(".md"), table + "\n")
-    print(table)
+    write_report(FLAGS.output, report, markdown(report))
 
 
 if __name__ == "__main__":

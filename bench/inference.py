@@ -301,6 +301,16 @@ def markdown(report):
     return "\n".join(lines)
 
 
+def write_report(output, report, table):
+    """report -> output.json, table -> output.md (both atomic); prints the
+    table."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    files.write_json(output.with_suffix(".json"), report)
+    files.write_text(output.with_suffix(".md"), table + "\n")
+    print(table)
+
+
 def main(argv):
     del argv
     import os
@@ -327,12 +337,7 @@ def main(argv):
         "images": "embedded MNIST test set (real images)",
         "command": "python bench/inference.py " + " ".join(sys.argv[1:]),
     }
-    output = Path(FLAGS.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    files.write_json(output.with_suffix(".json"), report)
-    table = markdown(report)
-    files.write_text(output.with_suffix(".md"), table + "\n")
-    print(table)
+    write_report(FLAGS.output, report, markdown(report))
 
 
 if __name__ == "__main__":
