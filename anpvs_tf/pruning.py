@@ -90,17 +90,21 @@ class KeepFeatures(keras.layers.Layer):
         super().__init__(**kwargs)
         self.indices = [int(i) for i in indices]
 
-    def call(self, inputs):
-        if min(self.indices, default=0) >= 0:
-            return ops.take(inputs, self.indices, axis=-1)
+    def build(self, input_shape):
         # With zeros to place, a product with a one-hot matrix: exact for
         # finite inputs (x * 1 plus exact zeros) and, on CPU, several times
         # faster than a gather on the channel axis.
-        placement = np.zeros((inputs.shape[-1], len(self.indices)))
-        for column, index in enumerate(self.indices):
-            if index >= 0:
-                placement[index, column] = 1.0
-        return ops.matmul(inputs, ops.cast(placement, inputs.dtype))
+        self.placement = None
+        if min(self.indices, default=0) < 0:
+            self.placement = np.zeros((input_shape[-1], len(self.indices)))
+            for column, index in enumerate(self.indices):
+                if index >= 0:
+                    self.placement[index, column] = 1.0
+
+    def call(self, inputs):
+        if self.placement is None:
+            return ops.take(inputs, self.indices, axis=-1)
+        return ops.matmul(inputs, ops.cast(self.placement, inputs.dtype))
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], len(self.indices))
@@ -197,9 +201,8 @@ def _placement(analysis, member, total):
     return indices
 
 
-def _copy(layer, analysis):
+def _copy(layer, kind, analysis):
     """A weightless or untouched layer, after checking no unit is cut."""
-    kind = graph_analysis.layer_kind(layer)
     if kind in (graph_analysis.ELEMENTWISE, graph_analysis.OPAQUE) and not (
         analysis.carried(layer.output).all()
         and analysis.carried(layer.input).all()
@@ -259,7 +262,7 @@ def compact_network(network, name=None):
         elif step.kind == graph_analysis.BATCH_NORM:
             new_layer, weights = _compact_batch_norm(layer, analysis)
         else:
-            new_layer, weights = _copy(layer, analysis)
+            new_layer, weights = _copy(layer, step.kind, analysis)
         if step.kind == graph_analysis.ADD:
             members = []
             for index, member in enumerate(step.inputs):

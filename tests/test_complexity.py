@@ -405,6 +405,41 @@ def test_residual_addition_counts_channels_alive_in_any_branch():
     )
 
 
+def test_residual_sum_keeps_the_union_and_branches_their_own():
+    # Both branches are gated before the sum: the sum keeps channels 0, 1
+    # and 3 (kept by either), each branch conv only its own gate's two.
+    inputs = keras.Input(shape=(4, 4, 1))
+    branch = keras.layers.Conv2D(4, 3, padding="same", name="branch")(inputs)
+    branch = BetaBernoulliGate(name="branch_gate")(branch)
+    shortcut = keras.layers.Conv2D(4, 1, name="shortcut")(inputs)
+    shortcut = BetaBernoulliGate(name="shortcut_gate")(shortcut)
+    added = keras.layers.Add(name="add")([branch, shortcut])
+    mixed = keras.layers.Conv2D(2, 1, name="mixed")(added)
+    logits = keras.layers.Dense(2, name="fc")(
+        keras.layers.Flatten()(mixed))
+    network = keras.Model(inputs, logits)
+    active = {
+        "branch_gate": np.array([True, True, False, False]),
+        "shortcut_gate": np.array([False, True, False, True]),
+    }
+    size = count_complexity(network, active=active)
+    # branch 9*1*2 + 2; shortcut 1*1*2 + 2; mixed 1*3*2 + 2; fc 32*2 + 2
+    assert size.params == 20 + 4 + 8 + 66
+    assert size.flops == (
+        2 * 16 * (2 * 9 - 1 + 2)      # branch conv
+        + 2 * 16 * (2 * 1 - 1 + 2)    # shortcut conv
+        + 3 * 16                      # the addition, 3 channels
+        + 2 * 16 * (2 * 3 - 1 + 2)    # mixed conv on 3 channels
+        + (2 * 32 - 1) * 2 + 2        # classifier (no ReLU)
+    )
+    # memory: 9*1*(16 + 2) + 1*(16 + 2) + 1*3*(16 + 2) + 32*2 + 2
+    assert size.memory == 162 + 18 + 54 + 66
+    for name, keep in active.items():
+        network.get_layer(name).concentration1_raw.assign(
+            np.where(keep, 2.0, -10.0).astype("float32"))
+    assert compact_network(network).count_params() == size.params
+
+
 def test_concatenation_is_refused():
     inputs = keras.Input(shape=(4,))
     left = keras.layers.Dense(3, name="left")(inputs)
