@@ -269,7 +269,9 @@ class ChannelGraph:
             if isinstance(layer, keras.layers.InputLayer):
                 continue
             inputs = layer.input
-            for tensor in inputs if isinstance(inputs, list) else [inputs]:
+            for tensor in (
+                inputs if isinstance(inputs, (list, tuple)) else [inputs]
+            ):
                 self._consumers[id(tensor)] = (
                     self._consumers.get(id(tensor), 0) + 1
                 )
