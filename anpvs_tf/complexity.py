@@ -5,19 +5,20 @@ FLOPs speed-up, memory % and unit sparsity, plus the true parameter count of
 the physically pruned network and the weight sparsity it implies.
 
 Pruning is read from the gates, so no pruned model has to be built: the
-network's layers are walked in order while a boolean "alive" array follows
-the last axis of the current tensor. A conv or dense layer starts a new
-all-alive array for its outputs; a gate ANDs its active units into the
-current array *in place*, so it shrinks the output width of the conv/dense
-that produced it even though it comes later; elementwise layers (ReLU, BN,
-dropout, pooling) pass the same array object on. Each layer keeps references
-to its input and output arrays and the formulas are evaluated only at the
-end, when every gate has been applied.
+counts come from the channel analysis that compaction uses
+(anpvs_tf.channels). Each conv/dense layer is charged for the channels the
+compact network computes on its input and output, which plugs each gate's
+active units into SPEC's formulas, and also drops a channel that no
+consumer needs (e.g. one whose every flattened feature the flatten gate
+pruned). Residual additions follow the analysis's group rule: the sum
+keeps a channel that any branch keeps, each branch conv only its own.
 
-Supported networks are single-input graphs of channels-last Conv2D, Dense,
-pooling, Flatten, BatchNormalization, activation, dropout, gate and Add
-layers, which covers the zoo (LeNet-5-Caffe, VGG-16, ResNet-18). Anything
-else raises, rather than be silently miscounted.
+The parameter count is that of `pruning.compact_network`'s model: it also
+counts the bias a bias-free layer gains when pruned constants fold into it
+and the border kernel of a zero-padded conv with constant inputs (for
+batch-norms with both gamma and beta, as in the zoo). Supported networks
+are those of the analysis; anything else raises, rather than be silently
+miscounted.
 """
 
 import dataclasses
@@ -25,31 +26,10 @@ import dataclasses
 import keras
 import numpy as np
 
+from anpvs_tf import channels as graph_analysis
 from anpvs_tf.gates import BetaBernoulliGate
+from anpvs_tf.pruning import ConstantInputConv2D
 from anpvs_tf.pruning import KeepFeatures
-
-# Layers that act on each element (or each channel) independently: they
-# neither change the last axis nor cost anything in the paper's counts, so
-# they share the alive array of their input.
-_ELEMENTWISE_LAYERS = (
-    keras.layers.Activation,
-    keras.layers.Dropout,
-    keras.layers.GaussianDropout,
-    keras.layers.GaussianNoise,
-    keras.layers.Identity,
-    keras.layers.LeakyReLU,
-    keras.layers.ReLU,
-    keras.layers.Rescaling,
-    keras.layers.SpatialDropout2D,
-)
-_WINDOW_POOLING_LAYERS = (
-    keras.layers.AveragePooling2D,
-    keras.layers.MaxPooling2D,
-)
-_GLOBAL_POOLING_LAYERS = (
-    keras.layers.GlobalAveragePooling2D,
-    keras.layers.GlobalMaxPooling2D,
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,38 +39,6 @@ class Complexity:
     flops: int
     memory: int
     params: int
-
-
-@dataclasses.dataclass(frozen=True)
-class _Record:
-    """A costed layer and the alive arrays of its input and output.
-
-    The arrays are shared, not copied: gates applied later in the walk must
-    still change what this layer is charged for.
-    """
-
-    layer: keras.layers.Layer
-    inputs: np.ndarray
-    outputs: np.ndarray
-
-
-def _static_shape(tensor, layer):
-    shape = tuple(tensor.shape)
-    if any(dim is None for dim in shape[1:]):
-        raise ValueError(
-            "Complexity needs static feature shapes; layer "
-            f"'{layer.name}' has {shape}."
-        )
-    return shape
-
-
-def _check_channels_last(layer):
-    data_format = getattr(layer, "data_format", "channels_last")
-    if data_format != "channels_last":
-        raise ValueError(
-            f"Only channels_last layers are supported. Received: "
-            f"{layer.name} with data_format={data_format!r}"
-        )
 
 
 def _gate_masks(network, active):
@@ -131,157 +79,69 @@ def _gate_masks(network, active):
     return masks
 
 
-def _walk(network, masks):
-    """Follows the alive arrays through the graph; returns the records.
-
-    Layers are visited in the functional graph's topological order with one
-    alive array per tensor, so branches and residual additions work: an
-    addition computes a channel that is alive in any of its inputs.
-    """
-    records = []
-    alive_of = {}
-
-    def alive_in(tensor, layer):
-        if id(tensor) not in alive_of:
-            raise ValueError(
-                f"Layer '{layer.name}' consumes a tensor this walk has not "
-                "seen (nested models are not supported)."
-            )
-        return alive_of[id(tensor)]
-
-    for layer in network.layers:
-        if isinstance(layer, keras.Model):
-            raise ValueError(
-                f"Nested models are not supported. Received: '{layer.name}'"
-            )
-        if isinstance(layer, keras.layers.InputLayer):
-            if alive_of:
-                raise ValueError("Only single-input networks are supported.")
-            shape = _static_shape(layer.output, layer)
-            alive_of[id(layer.output)] = np.ones(shape[-1], dtype=bool)
-            continue
-        if isinstance(layer, keras.layers.Add):
-            inputs = [alive_in(t, layer) for t in layer.input]
-            alive = np.logical_or.reduce(inputs)
-            records.append(_Record(layer, alive, alive))
-            alive_of[id(layer.output)] = alive
-            continue
-        if isinstance(layer.input, (list, tuple)):
-            raise ValueError(
-                f"Cannot count layer '{layer.name}' of type "
-                f"{type(layer).__name__} (Add is the only merge supported)."
-            )
-        alive = alive_in(layer.input, layer)
-        if isinstance(layer, BetaBernoulliGate):
-            mask = masks[layer.name]
-            if mask.shape != alive.shape:
-                raise ValueError(
-                    f"Gate '{layer.name}' has {mask.shape[0]} units but its "
-                    f"input has {alive.shape[0]} features."
-                )
-            # In place: the conv or dense layer that produced the tensor is
-            # charged only for the units the gate keeps.
-            np.logical_and(alive, mask, out=alive)
-        elif isinstance(layer, keras.layers.Conv2D):
-            _check_channels_last(layer)
-            if layer.groups != 1:
-                raise ValueError(
-                    f"Grouped convolutions are not supported: '{layer.name}'"
-                )
-            outputs = np.ones(layer.filters, dtype=bool)
-            records.append(_Record(layer, alive, outputs))
-            alive = outputs
-        elif isinstance(layer, keras.layers.Dense):
-            if len(layer.input.shape) != 2:
-                raise ValueError(
-                    f"Dense layer '{layer.name}' must act on flat features. "
-                    f"Received input shape {layer.input.shape}"
-                )
-            outputs = np.ones(layer.units, dtype=bool)
-            records.append(_Record(layer, alive, outputs))
-            alive = outputs
-        elif isinstance(layer, keras.layers.Flatten):
-            _check_channels_last(layer)
-            positions = int(np.prod(_static_shape(layer.input, layer)[1:-1]))
-            # NHWC flatten order: feature (h * W + w) * C + c holds channel
-            # c, i.e. the channel array repeated once per position. A copy:
-            # a gate on the flat features must not reach back to the conv.
-            alive = np.tile(alive, positions)
-        elif isinstance(layer, KeepFeatures):
-            # A compact network's gather of the surviving flat features.
-            alive = alive[layer.indices]
-        elif isinstance(layer, _WINDOW_POOLING_LAYERS + _GLOBAL_POOLING_LAYERS):
-            _check_channels_last(layer)
-            records.append(_Record(layer, alive, alive))
-        elif isinstance(layer, keras.layers.BatchNormalization):
-            rank = len(layer.input.shape)
-            if layer.axis not in (-1, rank - 1):
-                raise ValueError(
-                    "BatchNormalization must normalise the last axis. "
-                    f"Received: '{layer.name}' with axis={layer.axis}"
-                )
-            records.append(_Record(layer, alive, alive))
-        elif not isinstance(layer, _ELEMENTWISE_LAYERS):
-            raise ValueError(
-                f"Cannot count layer '{layer.name}' of type "
-                f"{type(layer).__name__}."
-            )
-        alive_of[id(layer.output)] = alive
-    return records
+def _uncountable(layer):
+    return ValueError(
+        f"Cannot count layer '{layer.name}' of type {type(layer).__name__}."
+    )
 
 
-def _count_layer(record, is_classifier):
-    """(flops, memory, params) of one costed layer, from the final arrays."""
-    layer = record.layer
+def _count_layer(step, analysis, is_classifier):
+    """(flops, memory, params) of one layer, from the carried channels."""
+    layer = step.layer
+    carried_out = int(analysis.carried(step.output).sum())
+    if step.kind == graph_analysis.OPAQUE:
+        if isinstance(layer, KeepFeatures):
+            return 0, 0, 0  # a compact network's gather
+        raise _uncountable(layer)
+    if step.kind == graph_analysis.LINEAR:
+        c_in = int(analysis.carried(layer.input).sum())
+        bias = carried_out if analysis.has_bias(layer) else 0
     if isinstance(layer, keras.layers.Conv2D):
         kernel_h, kernel_w = layer.kernel_size
         kernel = kernel_h * kernel_w
-        c_in = int(record.inputs.sum())
-        c_out = int(record.outputs.sum())
-        _, h_out, w_out, _ = _static_shape(layer.output, layer)
+        _, h_out, w_out, _ = graph_analysis.static_shape(layer.output, layer)
         # multiply-adds (2 k k c_in - 1), then bias and ReLU (SPEC); a conv
         # left with no input channels does no multiply-adds at all.
         per_output = max(2 * kernel * c_in - 1, 0) + 2
-        flops = c_out * h_out * w_out * per_output
-        memory = kernel * c_in * (h_out * w_out + c_out)
-        params = kernel * c_in * c_out + (c_out if layer.use_bias else 0)
+        flops = carried_out * h_out * w_out * per_output
+        memory = kernel * c_in * (h_out * w_out + carried_out)
+        params = kernel * c_in * carried_out + bias
+        if isinstance(layer, ConstantInputConv2D) or (
+            analysis.constant_form(layer) == "border"
+        ):
+            params += kernel * carried_out  # the border kernel
         return flops, memory, params
     if isinstance(layer, keras.layers.Dense):
-        n_in = int(record.inputs.sum())
-        n_out = int(record.outputs.sum())
         # The classifier's logits go through no ReLU.
-        relu = 0 if is_classifier else n_out
-        flops = max(2 * n_in - 1, 0) * n_out + n_out + relu
-        memory = n_in * n_out + n_out
-        params = n_in * n_out + (n_out if layer.use_bias else 0)
-        return flops, memory, params
-    if isinstance(layer, _WINDOW_POOLING_LAYERS):
+        relu = 0 if is_classifier else carried_out
+        flops = max(2 * c_in - 1, 0) * carried_out + carried_out + relu
+        memory = c_in * carried_out + carried_out
+        return flops, memory, c_in * carried_out + bias
+    if isinstance(layer, graph_analysis.WINDOW_POOLING):
         pool_h, pool_w = layer.pool_size
-        _, h_out, w_out, _ = _static_shape(layer.output, layer)
-        channels = int(record.outputs.sum())
-        return pool_h * pool_w * h_out * w_out * channels, 0, 0
-    if isinstance(layer, _GLOBAL_POOLING_LAYERS):
-        _, h_in, w_in, _ = _static_shape(layer.input, layer)
-        channels = int(record.outputs.sum())
-        return h_in * w_in * channels, 0, 0
-    if isinstance(layer, keras.layers.Add):
+        outputs = graph_analysis.positions(layer.output, layer)
+        return pool_h * pool_w * outputs * carried_out, 0, 0
+    if isinstance(layer, graph_analysis.GLOBAL_POOLING):
+        inputs = graph_analysis.positions(layer.input, layer)
+        return inputs * carried_out, 0, 0
+    if step.kind == graph_analysis.ADD:
         # One addition per output element (not in SPEC's list, which has
         # no residual networks).
-        _, h_out, w_out, _ = _static_shape(layer.output, layer)
-        return h_out * w_out * int(record.outputs.sum()), 0, 0
-    if isinstance(layer, keras.layers.BatchNormalization):
+        outputs = graph_analysis.positions(layer.output, layer)
+        return outputs * carried_out, 0, 0
+    if step.kind == graph_analysis.BATCH_NORM:
         # gamma, beta, moving mean and variance: one of each per channel
         # (fewer when center/scale are off).
-        per_channel = len(layer.weights)
-        return 0, 0, per_channel * int(record.outputs.sum())
-    raise AssertionError(f"uncounted layer {layer.name}")
+        return 0, 0, len(layer.weights) * carried_out
+    return 0, 0, 0  # gates, activations, dropout, flatten: free
 
 
 def count_complexity(network, active=None):
     """FLOPs, memory and parameters of `network` after pruning its gates.
 
     Args:
-        network: a functional Keras network, a sequential chain of layers.
+        network: a functional Keras network (chains and residual
+            additions, see anpvs_tf.channels).
         active: None to read every gate's `active()`; a dict
             {gate name: bool array [units]} to count a given keep pattern
             (gates left out read their own state); or "all" to count the
@@ -292,17 +152,20 @@ def count_complexity(network, active=None):
         A `Complexity` of plain Python ints. Gate parameters are not
         counted: they vanish from the physically pruned network.
     """
-    records = _walk(network, _gate_masks(network, active))
-    dense_indices = [
-        index
-        for index, record in enumerate(records)
-        if isinstance(record.layer, keras.layers.Dense)
+    masks = {
+        name: mask.astype(np.float64)
+        for name, mask in _gate_masks(network, active).items()
+    }
+    analysis = graph_analysis.analyse(network, masks)
+    dense = [
+        step.layer for step in analysis.steps
+        if isinstance(step.layer, keras.layers.Dense)
     ]
-    classifier = dense_indices[-1] if dense_indices else None
+    classifier = dense[-1] if dense else None
     flops = memory = params = 0
-    for index, record in enumerate(records):
+    for step in analysis.steps:
         layer_flops, layer_memory, layer_params = _count_layer(
-            record, index == classifier
+            step, analysis, step.layer is classifier
         )
         flops += layer_flops
         memory += layer_memory

@@ -41,23 +41,28 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from timing import median_call_seconds  # noqa: E402
 
-flags.DEFINE_string("runs", "bench/runs/mnist_budget",
-                    "Folder of bench/mnist_budget.py workdirs.")
-flags.DEFINE_string("model", "anp_vs_tuned",
-                    "The ANP-VS run (workdir name under --runs).")
-flags.DEFINE_list("supplementary", ["anp_vs", "anp_vs_beta4x"],
-                  "More ANP-VS runs measured the same way, if present.")
-flags.DEFINE_string("plain", "at",
-                    "The ungated run used as the plain unpruned LeNet "
-                    "(standard and at have the same architecture, so the "
-                    "same speed).")
-flags.DEFINE_list("batch_sizes", ["1", "256"], "Batch sizes to time.")
-flags.DEFINE_integer("rounds", 7, "Interleaved timing rounds.")
-flags.DEFINE_float("round_seconds", 1.0,
-                   "Approximate time per model per round.")
-flags.DEFINE_string("output", "bench/results/inference",
-                    "Output path without extension (.json and .md).")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    """The flags of this script; a function, so that other benchmarks can
+    import its measuring functions without them."""
+    flags.DEFINE_string("runs", "bench/runs/mnist_budget",
+                        "Folder of bench/mnist_budget.py workdirs.")
+    flags.DEFINE_string("model", "anp_vs_tuned",
+                        "The ANP-VS run (workdir name under --runs).")
+    flags.DEFINE_list("supplementary", ["anp_vs", "anp_vs_beta4x"],
+                      "More ANP-VS runs measured the same way, if present.")
+    flags.DEFINE_string("plain", "at",
+                        "The ungated run used as the plain unpruned LeNet "
+                        "(standard and at have the same architecture, so "
+                        "the same speed).")
+    flags.DEFINE_list("batch_sizes", ["1", "256"], "Batch sizes to time.")
+    flags.DEFINE_integer("rounds", 7, "Interleaved timing rounds.")
+    flags.DEFINE_float("round_seconds", 1.0,
+                       "Approximate time per model per round.")
+    flags.DEFINE_string("output", "bench/results/inference",
+                        "Output path without extension (.json and .md).")
 
 
 def _serving_models(workdir, plain_workdir, scratch):
@@ -296,6 +301,16 @@ def markdown(report):
     return "\n".join(lines)
 
 
+def write_report(output, report, table):
+    """report -> output.json, table -> output.md (both atomic); prints the
+    table."""
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    files.write_json(output.with_suffix(".json"), report)
+    files.write_text(output.with_suffix(".md"), table + "\n")
+    print(table)
+
+
 def main(argv):
     del argv
     import os
@@ -322,13 +337,9 @@ def main(argv):
         "images": "embedded MNIST test set (real images)",
         "command": "python bench/inference.py " + " ".join(sys.argv[1:]),
     }
-    output = Path(FLAGS.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    files.write_json(output.with_suffix(".json"), report)
-    table = markdown(report)
-    files.write_text(output.with_suffix(".md"), table + "\n")
-    print(table)
+    write_report(FLAGS.output, report, markdown(report))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(cli.run_main(main))

@@ -17,6 +17,7 @@ from anpvs_tf.complexity import complexity_report
 from anpvs_tf.complexity import count_complexity
 from anpvs_tf.gates import BetaBernoulliGate
 from anpvs_tf.layers import gates_of
+from anpvs_tf.pruning import compact_network
 from anpvs_tf.registry import build_network
 
 # === Full LeNet-5-Caffe (28x28x1 -> 24x24x20 -> 12x12x20 -> 8x8x50 ->
@@ -218,19 +219,36 @@ def test_pruned_lenet_from_active_dict(gated_lenet):
     assert report["params_full"] == LENET_PARAMS
 
 
-def test_flatten_gate_does_not_reach_back_into_conv2(gated_lenet):
-    # Dropping every flattened feature of conv2 channel 0 leaves the conv2
-    # channel in place (only the flat array shrinks): fc1 loses 16 inputs,
-    # conv2 and pool2 are charged as before.
+def test_flatten_gate_pruning_a_whole_channel_removes_it_from_conv2(
+    gated_lenet
+):
+    # Dropping every flattened feature of conv2 channel 0 leaves that
+    # channel without a consumer: the compact network does not compute it,
+    # so conv2 and pool2 lose it and fc1 loses 16 inputs.
     flat = np.ones(800, dtype=bool)
     flat[0::50] = False
     counts = count_complexity(gated_lenet, active={"flatten_gate": flat})
-    # fc1: (2*784 - 1)*500 + 1_000 instead of (2*800 - 1)*500 + 1_000
-    fc1_flops = (2 * 784 - 1) * 500 + 1_000
-    assert counts.flops == LENET_FLOPS - LENET_FC1_FLOPS + fc1_flops
-    # fc1 memory/params: 784*500 + 500
-    assert counts.memory == LENET_MEMORY - 16 * 500
-    assert counts.params == LENET_PARAMS - 16 * 500
+    # conv2: 49*64*1001 instead of 50*64*1001; pool2: 4*16*49 instead of
+    # 4*16*50; fc1: (2*784 - 1)*500 + 1_000 instead of (2*800 - 1)*500 +
+    # 1_000.
+    assert counts.flops == (
+        LENET_FLOPS - 64 * 1_001 - 4 * 16 - 16 * 2 * 500
+    )
+    # conv2 memory 25*20*(64 + 49); fc1 memory 784*500 + 500.
+    assert counts.memory == LENET_MEMORY - 25 * 20 - 16 * 500
+    # conv2 params 25*20*49 + 49; fc1 params 784*500 + 500.
+    assert counts.params == LENET_PARAMS - (25 * 20 + 1) - 16 * 500
+    # The unit sparsity still counts the flatten gate's own mask.
+    assert complexity_report(
+        gated_lenet, active={"flatten_gate": flat})["active_units"] == (
+        LENET_GATED_UNITS - 16)
+    # What is counted is what compaction builds.
+    gate = gated_lenet.get_layer("flatten_gate")
+    gate.concentration1_raw.assign(
+        np.where(flat, 2.0, -10.0).astype("float32"))
+    compact = compact_network(gated_lenet)
+    assert compact.get_layer("conv2").filters == 49
+    assert compact.count_params() == counts.params
 
 
 def test_pruned_lenet_from_gate_variables(gated_lenet):
@@ -387,11 +405,47 @@ def test_residual_addition_counts_channels_alive_in_any_branch():
     )
 
 
+def test_residual_sum_keeps_the_union_and_branches_their_own():
+    # Both branches are gated before the sum: the sum keeps channels 0, 1
+    # and 3 (kept by either), each branch conv only its own gate's two.
+    inputs = keras.Input(shape=(4, 4, 1))
+    branch = keras.layers.Conv2D(4, 3, padding="same", name="branch")(inputs)
+    branch = BetaBernoulliGate(name="branch_gate")(branch)
+    shortcut = keras.layers.Conv2D(4, 1, name="shortcut")(inputs)
+    shortcut = BetaBernoulliGate(name="shortcut_gate")(shortcut)
+    added = keras.layers.Add(name="add")([branch, shortcut])
+    mixed = keras.layers.Conv2D(2, 1, name="mixed")(added)
+    logits = keras.layers.Dense(2, name="fc")(
+        keras.layers.Flatten()(mixed))
+    network = keras.Model(inputs, logits)
+    active = {
+        "branch_gate": np.array([True, True, False, False]),
+        "shortcut_gate": np.array([False, True, False, True]),
+    }
+    size = count_complexity(network, active=active)
+    # branch 9*1*2 + 2; shortcut 1*1*2 + 2; mixed 1*3*2 + 2; fc 32*2 + 2
+    assert size.params == 20 + 4 + 8 + 66
+    assert size.flops == (
+        2 * 16 * (2 * 9 - 1 + 2)      # branch conv
+        + 2 * 16 * (2 * 1 - 1 + 2)    # shortcut conv
+        + 3 * 16                      # the addition, 3 channels
+        + 2 * 16 * (2 * 3 - 1 + 2)    # mixed conv on 3 channels
+        + (2 * 32 - 1) * 2 + 2        # classifier (no ReLU)
+    )
+    # memory: 9*1*(16 + 2) + 1*(16 + 2) + 1*3*(16 + 2) + 32*2 + 2
+    assert size.memory == 162 + 18 + 54 + 66
+    for name, keep in active.items():
+        network.get_layer(name).concentration1_raw.assign(
+            np.where(keep, 2.0, -10.0).astype("float32"))
+    assert compact_network(network).count_params() == size.params
+
+
 def test_concatenation_is_refused():
     inputs = keras.Input(shape=(4,))
     left = keras.layers.Dense(3, name="left")(inputs)
     right = keras.layers.Dense(3, name="right")(inputs)
     network = keras.Model(
         inputs, keras.layers.Concatenate(name="concat")([left, right]))
-    with pytest.raises(ValueError, match="Cannot count layer 'concat'"):
+    with pytest.raises(ValueError, match="Cannot count or compact layer "
+                       "'concat'"):
         count_complexity(network)

@@ -7,6 +7,7 @@ from keras import layers
 
 from anpvs_tf.complexity import complexity_report
 from anpvs_tf.complexity import count_complexity
+from anpvs_tf.gates import BetaBernoulliGate
 from anpvs_tf.layers import GatePlacer
 from anpvs_tf.layers import gates_of
 from anpvs_tf.layers import network_outputs
@@ -18,11 +19,12 @@ from anpvs_tf.registry import build_network
 PRUNED_RAW = -10.0  # E[pi] = softplus(-10) / (1 + softplus(-10)) < 1e-3
 
 
-def prune_at_random(network, rng, fraction=0.4, pruned=None):
+def prune_at_random(network, rng, fraction=0.4, pruned=None, exact=False):
     """Gives every gate random keep probabilities and prunes some units.
 
     `pruned` maps a gate name to the exact units to prune; other gates
-    prune a random `fraction`. Returns {gate name: bool kept [units]}.
+    prune a random `fraction` (with `exact`, exactly round(fraction *
+    units) of each gate). Returns {gate name: bool kept [units]}.
     """
     kept = {}
     for gate in gates_of(network):
@@ -30,6 +32,9 @@ def prune_at_random(network, rng, fraction=0.4, pruned=None):
         if pruned and gate.name in pruned:
             drop = np.zeros(gate.units, dtype=bool)
             drop[list(pruned[gate.name])] = True
+        elif exact:
+            count = int(round(fraction * gate.units))
+            drop = rng.permutation(gate.units) < count
         else:
             drop = rng.rand(gate.units) < fraction
         raw[drop] = PRUNED_RAW
@@ -174,13 +179,14 @@ def test_lenet_compact_matches_gated_on_real_and_random_images(
     assert not any(
         "gate" in layer.name for layer in compact.layers
     )
-    # The paper's counters agree on the compact network, which also drops
-    # the dead channel 7 that they still count in the gated one.
+    # The paper's counters agree on the compact network and, from the
+    # same analysis, on the gated one (the dead channel 7 is not counted).
     size = count_complexity(compact)
     assert size.params == expected
     gated = complexity_report(network)
-    assert gated["params"] == expected + 25 * conv1 + 1
-    assert size.flops < gated["flops"]
+    assert gated["params"] == expected
+    assert size.flops == gated["flops"]
+    assert gated["flops"] < gated["flops_full"]
 
 
 def test_bn_network_folds_non_zero_constants_exactly(
@@ -233,24 +239,6 @@ def test_nothing_pruned_keeps_the_full_network(mnist_test_batch):
     )
 
 
-def test_compact_model_round_trips_through_keras_file(
-    tmp_path, mnist_test_batch
-):
-    network = bn_network()
-    rng = np.random.RandomState(4)
-    prune_at_random(network, rng, fraction=0.5)
-    calibrate_batch_norms(network, mnist_test_batch[0], rng)
-    compact = compact_network(network)
-    path = tmp_path / "compact.keras"
-    compact.save(path)
-    loaded = keras.saving.load_model(path)
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(loaded(mnist_test_batch[0])),
-        keras.ops.convert_to_numpy(compact(mnist_test_batch[0])),
-        atol=1e-6,
-    )
-
-
 def test_fully_pruned_layer_is_refused():
     network = build_network("lenet5_caffe", seed=0)
     prune_at_random(
@@ -261,14 +249,17 @@ def test_fully_pruned_layer_is_refused():
         compact_network(network)
 
 
-def test_branching_network_is_refused():
+def test_additions_that_disagree_on_a_scale_are_refused():
+    # The gate sits after a ReLU, so its scale cannot be folded into the
+    # conv, and the shortcut branch carries no such scale.
     inputs = keras.Input(shape=(8, 8, 1))
     x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = BetaBernoulliGate(name="gate")(layers.ReLU(name="relu")(x))
     y = layers.Add(name="residual")([x, layers.Conv2D(4, 1, name="skip")(
         inputs)])
     logits = layers.Dense(2)(layers.Flatten()(y))
     network = keras.Model(inputs, network_outputs(logits, {}))
-    with pytest.raises(ValueError, match="sequential chains"):
+    with pytest.raises(ValueError, match="addition 'residual'.*scale"):
         compact_network(network)
 
 
@@ -285,8 +276,9 @@ def test_vgg16_compact_matches_gated_and_counts_params():
     compact = compact_network(network)
     assert_same_function(network, compact, images)
 
-    assert count_complexity(compact).params < 0.5 * complexity_report(
-        network)["params_full"]
+    report = complexity_report(network)
+    assert compact.count_params() == report["params"]
+    assert count_complexity(compact).params < 0.5 * report["params_full"]
     convs = [kept[f"conv{i}_gate"].sum() for i in range(1, 14)]
     assert [compact.get_layer(f"conv{i}").filters for i in range(1, 13)] \
         == convs[:12]
@@ -294,3 +286,162 @@ def test_vgg16_compact_matches_gated_and_counts_params():
         isinstance(compact.get_layer(f"conv{i}"), ConstantInputConv2D)
         for i in range(2, 14)
     )
+
+
+def residual_network(gated=True, seed=0):
+    """PreAct ResNet in small: an identity and a projection block.
+
+    As in models/resnet18.py, gates sit on conv outputs before the
+    batch-norm or the addition that follows, and on the pooled features.
+    """
+    gate = GatePlacer(gated, 1.0, seed=seed)
+    inputs = keras.Input(shape=(28, 28, 1), name="images")
+    x = gate(layers.Conv2D(8, 3, padding="same", use_bias=False,
+                           name="stem")(inputs), "stem_gate")
+    for name, width, stride in (("block1", 8, 1), ("block2", 12, 2)):
+        out = layers.BatchNormalization(name=f"{name}_bn1")(x)
+        out = layers.ReLU(name=f"{name}_relu1")(out)
+        if stride == 1:
+            shortcut = x
+        else:
+            shortcut = gate(layers.Conv2D(
+                width, 1, strides=stride, padding="same", use_bias=False,
+                name=f"{name}_shortcut")(out), f"{name}_shortcut_gate")
+        out = gate(layers.Conv2D(
+            width, 3, strides=stride, padding="same", use_bias=False,
+            name=f"{name}_conv1")(out), f"{name}_conv1_gate")
+        out = layers.BatchNormalization(name=f"{name}_bn2")(out)
+        out = layers.ReLU(name=f"{name}_relu2")(out)
+        out = gate(layers.Conv2D(
+            width, 3, padding="same", use_bias=False,
+            name=f"{name}_conv2")(out), f"{name}_conv2_gate")
+        x = layers.Add(name=f"{name}_add")([out, shortcut])
+    x = layers.BatchNormalization(name="final_bn")(x)
+    x = layers.ReLU(name="final_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    pooled = x = gate(x, "pool_gate")
+    logits = layers.Dense(5, name="classifier")(x)
+    return keras.Model(
+        inputs, network_outputs(logits, {"pool": pooled}),
+        name="residual_net_gated" if gated else "residual_net",
+    )
+
+
+def prepare_residual(network, images, rng, **pruning):
+    kept = prune_at_random(network, rng, **pruning)
+    calibrate_batch_norms(network, images, rng)
+    amplify_logits(network, images)
+    return kept
+
+
+def test_residual_sum_keeps_a_channel_any_branch_keeps(mnist_test_batch):
+    network = residual_network()
+    images = mnist_test_batch[0]
+    # block1_add joins the stem (identity shortcut) and block1_conv2:
+    # channels 1 and 2 are pruned by both, 0 only by the stem, 3 and 4
+    # only by the conv.
+    prepare_residual(network, images, np.random.RandomState(7), pruned={
+        "stem_gate": [0, 1, 2], "block1_conv2_gate": [1, 2, 3, 4],
+        "block1_conv1_gate": [5], "block2_conv1_gate": [0, 1],
+        "block2_conv2_gate": [2, 3, 4], "block2_shortcut_gate": [3, 4, 5],
+        "pool_gate": [6],
+    })
+    compact = compact_network(network)
+    assert_same_function(network, compact, images)
+
+    def filters(name):
+        return compact.get_layer(name).filters
+
+    def inputs_of(name):
+        return compact.get_layer(name).kernel.shape[2]
+
+    # Each branch conv computes only its own gate's channels ...
+    assert filters("stem") == 5
+    assert filters("block1_conv2") == 4
+    # ... the sums carry every channel some member keeps: block1_add all
+    # but 1 and 2, block2_add all but 3 and 4, less channel 6, which the
+    # pool gate prunes after it, so that no consumer needs it.
+    assert inputs_of("block2_conv1") == inputs_of("block2_shortcut") == 6
+    assert compact.get_layer("final_bn").gamma.shape == (9,)
+    assert filters("block2_shortcut") == 9 - 1  # also pruned 5
+    assert filters("block2_conv2") == 9 - 1  # also pruned 2
+    # The block1 branch reads the stem's own 5 channels.
+    assert inputs_of("block1_conv1") == 5
+    # ... and a member without a kept channel adds an exact zero there.
+    placements = {
+        layer.name: layer.indices for layer in compact.layers
+        if isinstance(layer, KeepFeatures)
+    }
+    assert placements["block1_add_input0"] == [0, -1, -1, 1, 2, 3]
+    assert placements["block1_add_input1"] == [-1, 0, 1, 2, 3, 4]
+    assert compact.count_params() == count_complexity(network).params
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.75])
+def test_residual_network_compacts_exactly(
+    fraction, mnist_test_batch, random_batch
+):
+    network = residual_network()
+    images = mnist_test_batch[0]
+    prepare_residual(network, images, np.random.RandomState(8),
+                     fraction=fraction, exact=True)
+    compact = compact_network(network)
+    assert_same_function(network, compact, images)
+    assert_same_function(network, compact, random_batch[0])
+    report = complexity_report(network)
+    assert report["unit_sparsity"] == pytest.approx(100 * fraction, abs=1)
+    assert compact.count_params() == report["params"]
+    assert count_complexity(compact) == count_complexity(network)
+    assert report["params"] < residual_network(gated=False).count_params()
+
+
+@pytest.mark.parametrize("builder", [bn_network, residual_network])
+def test_compact_model_round_trips_through_keras_file(
+    builder, tmp_path, mnist_test_batch
+):
+    network = builder()
+    rng = np.random.RandomState(4)
+    prune_at_random(network, rng, fraction=0.5)
+    calibrate_batch_norms(network, mnist_test_batch[0], rng)
+    compact = compact_network(network)
+    # Both custom layers are saved: border kernels, and (residual) zeros.
+    assert any(
+        isinstance(layer, ConstantInputConv2D) for layer in compact.layers
+    )
+    if builder is residual_network:
+        assert any(
+            isinstance(layer, KeepFeatures) and -1 in layer.indices
+            for layer in compact.layers
+        )
+    path = tmp_path / "compact.keras"
+    compact.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(loaded(mnist_test_batch[0])),
+        keras.ops.convert_to_numpy(compact(mnist_test_batch[0])),
+        atol=1e-6,
+    )
+
+
+def test_resnet18_compacts_exactly_at_half_and_three_quarters_pruned(
+    mnist_test_batch
+):
+    """The zoo's PreAct ResNet-18 on real digits, tiled to 16x16x3."""
+    network = build_network("resnet18", input_shape=(16, 16, 3), seed=0)
+    digits = keras.ops.convert_to_numpy(keras.ops.image.resize(
+        mnist_test_batch[0], (16, 16)))
+    images = np.clip(np.repeat(digits, 3, axis=-1), 0.0, 1.0)
+    rng = np.random.RandomState(10)
+    for fraction in (0.5, 0.75):
+        kept = prune_at_random(network, rng, fraction=fraction, exact=True)
+        assert all(
+            (~keep).sum() == round(fraction * keep.size)
+            for keep in kept.values()
+        )
+        calibrate_batch_norms(network, images, rng)
+        amplify_logits(network, images, spread=2.0)
+        compact = compact_network(network)
+        assert_same_function(network, compact, images)
+        assert compact.count_params() == count_complexity(network).params
+        assert compact.get_layer("stage4_block2_conv1").filters == round(
+            (1 - fraction) * 512)
