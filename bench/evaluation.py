@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from absl import app
 from absl import flags
 
-from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
+from anpvs_tf import cli  # noqa: E402
+
+cli.start()  # before anything imports TensorFlow
 from anpvs_tf import files
 
 flags.DEFINE_string("targets_dir", "bench/runs/mnist_budget",

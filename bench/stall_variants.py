@@ -13,7 +13,9 @@ bench/stalls.py is the committed side-by-side benchmark of the fix.
 import os, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 split = os.environ.get("SPLIT", "1") == "1"
-from anpvs_tf import cli  # noqa
+from anpvs_tf import cli  # noqa: E402
+
+cli.start()  # before anything imports TensorFlow
 import tensorflow as tf
 if split:
     cpu = tf.config.list_physical_devices("CPU")[0]
