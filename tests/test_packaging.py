@@ -45,6 +45,7 @@ def test_installed_package_works_outside_the_checkout(tmp_path):
         check=True, capture_output=True, timeout=300,
     )
     script = (
+        "import anpvs_tf.zoo  # registers the zoo\n"
         "from anpvs_tf.registry import list_experiments, build_network\n"
         "from anpvs_tf import data\n"
         "import anpvs_tf\n"
