@@ -129,8 +129,8 @@ def _settings(trained):
     import math
 
     from anpvs_tf.config import ConfigError
-    from anpvs_tf.robustness import ATTACK_METHODS
-    from anpvs_tf.suites import SuiteSettings
+    from anpvs_tf.evaluation.engine import ATTACK_METHODS
+    from anpvs_tf.evaluation.suites import SuiteSettings
 
     epsilon = (trained.attack.epsilon if FLAGS.epsilon is None
                else FLAGS.epsilon)
@@ -201,14 +201,14 @@ def main(argv):
 
     import models  # noqa: F401  (registers the zoo)
     from anpvs_tf import config as config_lib
-    from anpvs_tf.blackbox import load_source
-    from anpvs_tf.classifier import Classifier
+    from anpvs_tf.evaluation.blackbox import load_source
+    from anpvs_tf.evaluation.classifier import Classifier
     from anpvs_tf.data import DATASET_INFO
-    from anpvs_tf.reports import check_writable
-    from anpvs_tf.reports import format_report
-    from anpvs_tf.reports import write_report
-    from anpvs_tf.sanity import warn_if_failed
-    from anpvs_tf.suites import run_suite
+    from anpvs_tf.evaluation.reports import check_writable
+    from anpvs_tf.evaluation.reports import format_report
+    from anpvs_tf.evaluation.reports import write_report
+    from anpvs_tf.evaluation.sanity import warn_if_failed
+    from anpvs_tf.evaluation.suites import run_suite
     from anpvs_tf.training import load_split
     from anpvs_tf.training import load_trained_model
 

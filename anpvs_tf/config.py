@@ -62,6 +62,11 @@ class AttackConfig:
     step_size: float = 0.01
     num_steps: int = 20
     random_start: bool = True
+    # Read by the evaluation engine (evaluation/engine.py ATTACK_METHODS,
+    # attacks.NORMS); training always crafts L-inf PGD (methods.py).
+    method: str = "pgd"
+    norm: str = "linf"
+    restarts: int = 1
 
 
 @dataclasses.dataclass(frozen=True)

@@ -51,23 +51,23 @@ def network_under_test():
 def main(argv):
     del argv
     import models  # noqa: F401
-    from anpvs_tf.classifier import Classifier
+    from anpvs_tf.config import AttackConfig
     from anpvs_tf.config import DataConfig
-    from anpvs_tf.robustness import AttackSpec
-    from anpvs_tf.robustness import RobustnessEvaluator
+    from anpvs_tf.evaluation.classifier import Classifier
+    from anpvs_tf.evaluation.engine import RobustnessEvaluator
     from anpvs_tf.training import load_split
 
     images, labels = load_split(DataConfig(), "test")
     name, network = network_under_test()
     evaluator = RobustnessEvaluator(Classifier(network), FLAGS.batch_size)
-    spec = AttackSpec("pgd", epsilon=0.3, num_steps=STEPS, step_size=0.01)
-    evaluator.craft(spec, images[: FLAGS.batch_size],
+    attack = AttackConfig(epsilon=0.3, num_steps=STEPS, step_size=0.01)
+    evaluator.craft(attack, images[: FLAGS.batch_size],
                     labels[: FLAGS.batch_size])  # trace
     load_before = os.getloadavg()
     rates = []
     for _ in range(FLAGS.repeats):
         start = time.perf_counter()
-        evaluator.craft(spec, images, labels)
+        evaluator.craft(attack, images, labels)
         rates.append(len(labels) / (time.perf_counter() - start))
     load_after = os.getloadavg()
     result = {"examples_per_sec": statistics.median(rates), "steps": STEPS,

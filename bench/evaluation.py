@@ -85,7 +85,7 @@ def train_source():
 
 
 def settings():
-    from anpvs_tf.suites import SuiteSettings
+    from anpvs_tf.evaluation.suites import SuiteSettings
 
     return SuiteSettings(
         suite="full", epsilon=0.3, step_size=0.01, pgd_steps=40,
@@ -95,8 +95,8 @@ def settings():
 
 def evaluate(name, source_dir, images, labels):
     """The full suite on one target (cached in runs_dir)."""
-    from anpvs_tf.classifier import Classifier
-    from anpvs_tf.suites import run_suite
+    from anpvs_tf.evaluation.classifier import Classifier
+    from anpvs_tf.evaluation.suites import run_suite
     from anpvs_tf.training import load_trained_model
 
     cache = Path(FLAGS.runs_dir) / f"{name}.json"
@@ -126,17 +126,17 @@ def robust_source_transfer(name, images, labels):
     """Black-box accuracy with a robust model as the source."""
     import numpy as np
 
-    from anpvs_tf.classifier import Classifier
-    from anpvs_tf.robustness import RobustnessEvaluator
-    from anpvs_tf.robustness import vulnerability_summary
+    from anpvs_tf.evaluation.classifier import Classifier
+    from anpvs_tf.evaluation.engine import RobustnessEvaluator
+    from anpvs_tf.evaluation.engine import vulnerability_summary
     from anpvs_tf.training import load_trained_model
 
     source_name = ROBUST_SOURCES[name]
     _, target = load_trained_model(Path(FLAGS.targets_dir) / name)
     _, source = load_trained_model(Path(FLAGS.targets_dir) / source_name)
-    spec = settings().blackbox_spec()
+    attack = settings().blackbox_attack()
     crafted = RobustnessEvaluator(Classifier(source.network)).craft(
-        spec, images, labels)
+        attack, images, labels)
     correct, units = RobustnessEvaluator(Classifier(target.network)).score(
         images, labels, crafted)
     return {"source": source_name, "acc": float(np.mean(correct)),
@@ -213,9 +213,9 @@ def main(argv):
     del argv
     import models  # noqa: F401
     from anpvs_tf.config import DataConfig
-    from anpvs_tf.plots import plot_accuracy_vs_epsilon
-    from anpvs_tf.plots import plot_vulnerability_distribution
-    from anpvs_tf.sanity import warn_if_failed
+    from anpvs_tf.evaluation.plots import plot_accuracy_vs_epsilon
+    from anpvs_tf.evaluation.plots import plot_vulnerability_distribution
+    from anpvs_tf.evaluation.sanity import warn_if_failed
     from anpvs_tf.training import load_split
 
     images, labels = load_split(

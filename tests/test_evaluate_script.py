@@ -119,7 +119,7 @@ def test_help_explains_every_flag():
 
 
 def test_zoo_entry_source_is_trained_once_with_another_seed(workdirs):
-    from anpvs_tf.blackbox import load_source
+    from anpvs_tf.evaluation.blackbox import load_source
     from anpvs_tf.training import read_config
 
     target_config = read_config(workdirs["target"])
