@@ -27,6 +27,7 @@ from absl import flags
 
 from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
 from anpvs_tf import files
+from anpvs_tf.evaluation.tables import markdown_table
 
 flags.DEFINE_string("workdir", "bench/runs/mnist_budget/at",
                     "Trained LeNet-5-Caffe workdir to attack.")
@@ -81,10 +82,10 @@ def main(argv):
         f"{len(labels):,} MNIST test images, LeNet-5-Caffe ({name}), batch "
         f"{FLAGS.batch_size}, {cores} CPU cores."),
         "",
-        "| examples/s (median) | repeats (examples/s) |",
-        "|---|---|",
-        f"| {result['examples_per_sec']:.1f} | "
-        + ", ".join(f"{r:.1f}" for r in rates) + " |",
+        *markdown_table(
+            ("examples/s (median)", "repeats (examples/s)"),
+            [(f"{result['examples_per_sec']:.1f}",
+              ", ".join(f"{r:.1f}" for r in rates))]),
         "",
         (f"1-minute load average: {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after (other processes share the cores)."),

@@ -34,6 +34,7 @@ from absl import flags
 
 from anpvs_tf import cli  # noqa: F401  (sets the Keras backend first)
 from anpvs_tf import files
+from anpvs_tf.evaluation.tables import markdown_table
 
 flags.DEFINE_string("targets_dir", "bench/runs/mnist_budget",
                     "Workdirs of the models to evaluate.")
@@ -153,57 +154,53 @@ def markdown(summary, reports):
         "an example counts only if it survives clean, FGSM, PGD-40, "
         "APGD-CE, APGD-DLR and the black-box attack."),
         "",
-        ("| model | clean % | PGD-40 % | APGD-CE % | APGD-DLR % | worst case "
-        "% | black-box % | vuln. white | vuln. black |"),
-        "|---|---|---|---|---|---|---|---|---|",
+        *markdown_table(
+            ("model", "clean %", "PGD-40 %", "APGD-CE %", "APGD-DLR %",
+             "worst case %", "black-box %", "vuln. white", "vuln. black"),
+            [(name, *(f"{100 * r[key]:.2f}" for key in (
+                "clean_acc", "pgd40_acc", "apgd_ce_acc", "apgd_dlr_acc",
+                "worst_case_acc", "blackbox_acc")),
+              f"{r['vulnerability_white']:.4f}",
+              f"{r['vulnerability_black']:.4f}")
+             for name, r in summary["models"].items()]),
     ]
-    for name, r in summary["models"].items():
-        lines.append(
-            f"| {name} | {100 * r['clean_acc']:.2f} | "
-            f"{100 * r['pgd40_acc']:.2f} | {100 * r['apgd_ce_acc']:.2f} | "
-            f"{100 * r['apgd_dlr_acc']:.2f} | "
-            f"{100 * r['worst_case_acc']:.2f} | "
-            f"{100 * r['blackbox_acc']:.2f} | "
-            f"{r['vulnerability_white']:.4f} | "
-            f"{r['vulnerability_black']:.4f} |")
+    supplementary = [
+        (name, extra["source"], f"{100 * extra['acc']:.2f}",
+         f"{extra['vulnerability']:.4f}")
+        for name, extra in (
+            (name, report["supplementary_blackbox"])
+            for name, report in reports.items())]
     lines += ["", "Supplementary transfer from a robust source:", "",
-              "| target | source | black-box % | vuln. black |",
-              "|---|---|---|---|"]
-    for name, report in reports.items():
-        extra = report["supplementary_blackbox"]
-        lines.append(f"| {name} | {extra['source']} | "
-                     f"{100 * extra['acc']:.2f} | "
-                     f"{extra['vulnerability']:.4f} |")
+              *markdown_table(
+                  ("target", "source", "black-box %", "vuln. black"),
+                  supplementary)]
     sweep = next(iter(reports.values()))["sweeps"]
     lines += ["", (f"PGD-40 accuracy % against eps (first "
               f"{sweep['examples']:,} images, step 2.5 * eps / 40) and "
               "against steps (eps 0.3, step 0.01):"), "",
-              "| model | " + " | ".join(
-                  f"eps {v:g}" for v in sweep["epsilon"]["values"])
-              + " | " + " | ".join(
-                  f"{v} steps" for v in sweep["steps"]["values"]) + " |",
-              "|---" * (1 + len(sweep["epsilon"]["values"])
-                        + len(sweep["steps"]["values"])) + "|"]
-    for name, report in reports.items():
-        s = report["sweeps"]
-        lines.append(f"| {name} | " + " | ".join(
-            f"{100 * a:.2f}" for a in s["epsilon"]["acc"] + s["steps"]["acc"]
-        ) + " |")
-    lines += ["", "| sanity check | passed | detail |", "|---|---|---|"]
-    for name, report in reports.items():
-        for check, result in report["sanity_checks"].items():
-            lines.append(f"| {name}: {check} | {result['passed']} | "
-                         f"{result['detail']} |")
-    lines += ["", "Per-layer vulnerability (white-box PGD-40 / black-box):",
-              "", "| model | " + " | ".join(
-                  next(iter(reports.values()))["attacks"]["pgd40"][
-                      "vulnerability"]["per_layer"]) + " |",
-              "|---" * 5 + "|"]
+              *markdown_table(
+                  ("model",
+                   *(f"eps {v:g}" for v in sweep["epsilon"]["values"]),
+                   *(f"{v} steps" for v in sweep["steps"]["values"])),
+                  [(name, *(f"{100 * a:.2f}" for a in (
+                      report["sweeps"]["epsilon"]["acc"]
+                      + report["sweeps"]["steps"]["acc"])))
+                   for name, report in reports.items()])]
+    lines += ["", *markdown_table(
+        ("sanity check", "passed", "detail"),
+        [(f"{name}: {check}", result["passed"], result["detail"])
+         for name, report in reports.items()
+         for check, result in report["sanity_checks"].items()])]
+    layers = next(iter(reports.values()))["attacks"]["pgd40"][
+        "vulnerability"]["per_layer"]
+    per_layer = []
     for name, report in reports.items():
         white = report["attacks"]["pgd40"]["vulnerability"]["per_layer"]
         black = report["blackbox"]["vulnerability"]["per_layer"]
-        lines.append(f"| {name} | " + " | ".join(
-            f"{white[k]:.4f} / {black[k]:.4f}" for k in white) + " |")
+        per_layer.append((name, *(f"{white[k]:.4f} / {black[k]:.4f}"
+                                  for k in white)))
+    lines += ["", "Per-layer vulnerability (white-box PGD-40 / black-box):",
+              "", *markdown_table(("model", *layers), per_layer)]
     lines += ["", ("Plots: evaluation_accuracy_vs_eps.png, "
               "evaluation_vulnerability.png.")]
     return "\n".join(lines) + "\n"
