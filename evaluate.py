@@ -128,8 +128,8 @@ def _settings(trained):
     """SuiteSettings from the flags, checked; ConfigError on bad input."""
     import math
 
+    from anpvs_tf.config import ATTACK_METHODS
     from anpvs_tf.config import ConfigError
-    from anpvs_tf.evaluation.engine import ATTACK_METHODS
     from anpvs_tf.evaluation.suites import SuiteSettings
 
     epsilon = (trained.attack.epsilon if FLAGS.epsilon is None
@@ -201,9 +201,9 @@ def main(argv):
 
     import models  # noqa: F401  (registers the zoo)
     from anpvs_tf import config as config_lib
+    from anpvs_tf.data import DATASET_INFO
     from anpvs_tf.evaluation.blackbox import load_source
     from anpvs_tf.evaluation.classifier import Classifier
-    from anpvs_tf.data import DATASET_INFO
     from anpvs_tf.evaluation.reports import check_writable
     from anpvs_tf.evaluation.reports import format_report
     from anpvs_tf.evaluation.reports import write_report

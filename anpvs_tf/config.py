@@ -18,6 +18,9 @@ FROM_BASE_METHODS = (*GATED_METHODS, "at_pretrained")
 # Methods of the base model trained when no base_workdir is given.
 BASE_METHODS = ("standard", "at")
 STRATEGIES = ("default", "mirrored", "auto", "multi_worker")
+# Attacks of the evaluation engine (evaluation/engine.py); training
+# crafts PGD (or TRADES' own attack, methods.py).
+ATTACK_METHODS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr")
 # Keras dtype policies; "none" trains in float32.
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
@@ -62,8 +65,8 @@ class AttackConfig:
     step_size: float = 0.01
     num_steps: int = 20
     random_start: bool = True
-    # Read by the evaluation engine (evaluation/engine.py ATTACK_METHODS,
-    # attacks.NORMS); training always crafts L-inf PGD (methods.py).
+    # Read by the evaluation engine only (ATTACK_METHODS, attacks.NORMS);
+    # training crafts L-inf PGD with one restart (validate checks it).
     method: str = "pgd"
     norm: str = "linf"
     restarts: int = 1
@@ -290,11 +293,17 @@ def validate(config):
     if config.model.gate_concentration1_init is not None:
         checks.append(_finite(config.model.gate_concentration1_init,
                               "--gate_init"))
+    checks.append((
+        (config.attack.method, config.attack.norm, config.attack.restarts)
+        == ("pgd", "linf", 1),
+        "the training attack is L-inf PGD with one restart; attack.method, "
+        "attack.norm and attack.restarts only apply to eval.attack"))
     for attack, what in (
         (config.attack, "training"),
         (config.eval.attack, "evaluation"),
     ):
         checks += [
+            _choice(attack.method, ATTACK_METHODS, f"{what} attack"),
             (0 <= attack.epsilon <= 1,
              f"the {what} attack's epsilon must be in [0, 1] (got "
              f"{attack.epsilon}); it is an L-inf radius in pixel units, "

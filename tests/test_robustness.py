@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from anpvs_tf import config as config_lib
 from anpvs_tf import losses
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.config import ConfigError
 from anpvs_tf.config import EvalConfig
+from anpvs_tf.config import ExperimentConfig
 from anpvs_tf.evaluation.classifier import Classifier
 from anpvs_tf.evaluation.engine import RobustnessEvaluator
 from anpvs_tf.evaluation.engine import attack_name
@@ -186,6 +188,11 @@ def test_attack_names_settings_and_checks(mnist_test_batch):
         evaluator.craft(AttackConfig(method="cw"), x, y)
     with pytest.raises(ValueError, match="unknown norm"):
         evaluator.craft(AttackConfig(norm="l1"), x, y)
+    # A config names only attacks the engine runs, and trains with PGD.
+    with pytest.raises(ConfigError, match="unknown evaluation attack 'cw'"):
+        config_lib.replace(ExperimentConfig(), **{"eval.attack.method": "cw"})
+    with pytest.raises(ConfigError, match="training attack is L-inf PGD"):
+        config_lib.replace(ExperimentConfig(), **{"attack.method": "fgsm"})
 
 
 def test_reports_are_written_and_never_silently_replaced(full_report,

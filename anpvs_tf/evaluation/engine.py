@@ -18,9 +18,8 @@ from anpvs_tf.apgd import apgd_attack
 from anpvs_tf.attacks import NORMS
 from anpvs_tf.attacks import fgsm_attack
 from anpvs_tf.attacks import pgd_attack
+from anpvs_tf.config import ATTACK_METHODS
 from anpvs_tf.losses import vulnerability
-
-ATTACK_METHODS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr")
 
 
 def default_step_size(epsilon, num_steps):

@@ -35,7 +35,7 @@ class SuiteSettings:
     """Everything that decides the numbers of an evaluation."""
 
     suite: str = "full"
-    # None: the suite's attacks. Names from engine.ATTACK_METHODS.
+    # None: the suite's attacks. Names from config.ATTACK_METHODS.
     attacks: tuple | None = None
     norm: str = "linf"
     epsilon: float = 0.3
