@@ -25,7 +25,28 @@ from anpvs_tf import cli
 
 cli.start()  # before anything imports TensorFlow
 
+import math  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from absl import flags  # noqa: E402
+
+import models  # noqa: E402,F401  (registers the zoo)
+from anpvs_tf import files  # noqa: E402
+from anpvs_tf.config import ATTACK_METHODS  # noqa: E402
+from anpvs_tf.data import load_split  # noqa: E402
+from anpvs_tf.datasets import DATASET_INFO  # noqa: E402
+from anpvs_tf.errors import ConfigError  # noqa: E402
+from anpvs_tf.evaluation.blackbox import load_source  # noqa: E402
+from anpvs_tf.evaluation.classifier import Classifier  # noqa: E402
+from anpvs_tf.evaluation.reports import check_writable  # noqa: E402
+from anpvs_tf.evaluation.reports import format_report  # noqa: E402
+from anpvs_tf.evaluation.reports import write_report  # noqa: E402
+from anpvs_tf.evaluation.sanity import warn_if_failed  # noqa: E402
+from anpvs_tf.evaluation.suites import SuiteSettings  # noqa: E402
+from anpvs_tf.evaluation.suites import run_suite  # noqa: E402
+from anpvs_tf.workdir import load_trained_model  # noqa: E402
 
 FLAGS = flags.FLAGS
 # The config flags evaluate.py offers: which test images, from where.
@@ -119,8 +140,6 @@ def define_flags():
 
 
 def _numbers(values, kind, flag):
-    from anpvs_tf.errors import ConfigError
-
     try:
         return tuple(kind(v) for v in values)
     except ValueError:
@@ -131,12 +150,6 @@ def _numbers(values, kind, flag):
 
 def _settings(trained):
     """SuiteSettings from the flags, checked; ConfigError on bad input."""
-    import math
-
-    from anpvs_tf.errors import ConfigError
-    from anpvs_tf.robustness import ATTACK_METHODS
-    from anpvs_tf.suites import SuiteSettings
-
     epsilon = (trained.attack.epsilon if FLAGS.epsilon is None
                else FLAGS.epsilon)
     step_size = FLAGS.pgd_step_size
@@ -181,11 +194,6 @@ def _settings(trained):
 
 
 def _compared_reports():
-    from pathlib import Path
-
-    from anpvs_tf import files
-    from anpvs_tf.errors import ConfigError
-
     reports = {}
     for item in FLAGS.compare or ():
         name, _, path = item.rpartition("=")
@@ -199,23 +207,6 @@ def _compared_reports():
 
 def main(argv):
     del argv
-    from pathlib import Path
-
-    import keras
-    import tensorflow as tf
-
-    import models  # noqa: F401  (registers the zoo)
-    from anpvs_tf.blackbox import load_source
-    from anpvs_tf.classifier import Classifier
-    from anpvs_tf.datasets import DATASET_INFO
-    from anpvs_tf.reports import check_writable
-    from anpvs_tf.reports import format_report
-    from anpvs_tf.reports import write_report
-    from anpvs_tf.sanity import warn_if_failed
-    from anpvs_tf.suites import run_suite
-    from anpvs_tf.data import load_split
-    from anpvs_tf.workdir import load_trained_model
-
     # Each attack traces once per budget; TF's retracing notes are noise.
     tf.get_logger().setLevel("ERROR")
     cli.check_not_empty(workdir=FLAGS.workdir, output=FLAGS.output,

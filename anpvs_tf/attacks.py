@@ -10,9 +10,10 @@ import math
 import keras
 import tensorflow as tf
 
+from anpvs_tf.config import ATTACK_NORMS
 from anpvs_tf.replicas import sample_for_global_batch
 
-NORMS = ("linf", "l2")
+NORMS = ATTACK_NORMS
 # Keeps divisions by a norm finite when a gradient or step is all zeros.
 _TINY = 1e-12
 

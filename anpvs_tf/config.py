@@ -22,6 +22,10 @@ from anpvs_tf.methods import GATED_METHODS
 from anpvs_tf.methods import METHODS
 
 STRATEGIES = ("default", "mirrored", "auto", "multi_worker")
+# Attacks of the evaluation engine (evaluation/engine.py); training
+# crafts PGD (or TRADES' own attack, methods.py).
+ATTACK_METHODS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr")
+ATTACK_NORMS = ("linf", "l2")
 # Keras dtype policies; "none" trains in float32.
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
@@ -163,14 +167,28 @@ class AttackConfig(_Settings):
     step_size: float = 0.01
     num_steps: int = 20
     random_start: bool = True
+    # Read by the evaluation engine only (ATTACK_METHODS, ATTACK_NORMS);
+    # training crafts L-inf PGD with one restart (ExperimentConfig checks).
+    method: str = "pgd"
+    norm: str = "linf"
+    restarts: int = 1
 
     def _checks(self, key):
         return [
-            (math.isfinite(self.epsilon) and 0 <= self.epsilon <= 1,
+            (math.isfinite(self.epsilon) and 0 <= self.epsilon
+             and (self.norm != "linf" or self.epsilon <= 1),
              f"`{key}.epsilon` must be in [0, 1] (got {self.epsilon}); it "
-             "is an L-inf radius in pixel units, e.g. 0.3 for MNIST"),
-            _finite(self.step_size, f"{key}.step_size", 0, strict=True),
+             "is an L-inf radius in pixel units, e.g. 0.3 for MNIST"
+             if self.norm == "linf" else
+             f"`{key}.epsilon` must be a finite number >= 0 (got "
+             f"{self.epsilon})"),
+            # A zero radius (clean accuracy through the attack) has no step.
+            _finite(self.step_size, f"{key}.step_size", 0,
+                    strict=self.epsilon > 0),
             _at_least(self.num_steps, f"{key}.num_steps", 0),
+            _choice(self.method, ATTACK_METHODS, f"{key}.method"),
+            _choice(self.norm, ATTACK_NORMS, f"{key}.norm"),
+            _at_least(self.restarts, f"{key}.restarts", 1),
         ]
 
 
@@ -294,6 +312,14 @@ class ExperimentConfig(_Settings):
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def _checks(self, key):
+        attack = self.attack
+        return [(
+            (attack.method, attack.norm, attack.restarts) == ("pgd", "linf", 1),
+            "the training attack is L-inf PGD with one restart; "
+            "`attack.method`, `attack.norm` and `attack.restarts` only apply "
+            "to `eval.attack`")]
 
     def to_dict(self):
         return dataclasses.asdict(self)

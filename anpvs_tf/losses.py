@@ -4,25 +4,34 @@ import keras
 import tensorflow as tf
 
 
-def vulnerability(clean_features, adversarial_features):
+def vulnerability(clean_features, adversarial_features, per_unit=False):
     """Mean over gated layers of mean |f_l(x) - f_l(x_adv)| (SPEC).
 
-    Used as the VS loss (training-mode gates, gradients flow into every
-    layer, the first included: SPEC pitfall 4) and as a metric (inference
-    gates). Both arguments map layer name -> feature tensor.
+    The one definition, used as the VS loss (training-mode gates, gradients
+    flow into every layer, the first included: SPEC pitfall 4), as the
+    model's metric and by the evaluation engine (inference gates). Both
+    arguments map layer name -> feature tensor [batch, ..., units].
+
+    per_unit=True returns the same distances before they are averaged:
+    {layer: [batch, units]}, each averaged over spatial positions only, so
+    an evaluation can sum them over batches and report every unit (the
+    mean over a layer's examples and units is that layer's term).
     """
-    terms = vulnerability_per_layer(clean_features, adversarial_features)
-    return tf.add_n(list(terms.values())) / len(terms)
-
-
-def vulnerability_per_layer(clean_features, adversarial_features):
-    """{layer: mean |f_l(x) - f_l(x_adv)|}, the terms averaged above."""
-    return {
-        name: tf.reduce_mean(
-            tf.abs(clean_features[name] - adversarial_features[name])
-        )
+    distances = {
+        name: tf.abs(clean_features[name] - adversarial_features[name])
         for name in clean_features
     }
+    if per_unit:
+        return {name: _mean_over_positions(distance)
+                for name, distance in distances.items()}
+    terms = [tf.reduce_mean(distance) for distance in distances.values()]
+    return tf.add_n(terms) / len(terms)
+
+
+def _mean_over_positions(features):
+    """[batch, h, w, units] -> [batch, units]; dense features unchanged."""
+    spatial = list(range(1, len(features.shape) - 1))
+    return tf.reduce_mean(features, axis=spatial) if spatial else features
 
 
 def gate_kl(gates):

@@ -6,11 +6,9 @@ import tensorflow as tf
 from anpvs_tf import losses
 from anpvs_tf import precision
 from anpvs_tf.attacks import pgd_attack
-from anpvs_tf.methods import ADVERSARIAL_METHODS
-from anpvs_tf.methods import GATED_METHODS
-from anpvs_tf.methods import METHODS
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.layers import gates_of
+from anpvs_tf.methods import OBJECTIVES
 from anpvs_tf.replicas import num_replicas
 from anpvs_tf.replicas import reducible_logs
 from anpvs_tf.trades import trades_attack
@@ -35,10 +33,12 @@ class ANPVSModel(keras.Model):
     `trades` (CE(x) + beta_T * KL(p(x) || p(x_adv)), x_adv from the TRADES
     attack), `bp` (Beta-Bernoulli gates, no adversary), `anp` (gates trained
     on the adversarial loss) and `anp_vs` (anp + vulnerability suppression).
+    Each is a row of methods.OBJECTIVES: its attack and its two losses.
 
-    The gate parameters minimise CE(x_adv) + beta * KL / N (CE(x) for bp);
-    the weights minimise (CE(x) + w * CE(x_adv)) / (1 + w) + beta * KL / N
-    + l2 * ||W||^2 / 2 + lambda * V(x, x_adv), each with its own optimizer.
+    For anp_vs, the gate parameters minimise CE(x_adv) + beta * KL / N;
+    the weights minimise (CE(x) + w * CE(x_adv)) / (1 + w) + lambda *
+    V(x, x_adv) + beta * KL / N + l2 * ||W||^2 / 2, each with its own
+    optimizer.
     PGD runs on the inference-mode (deterministic) gates. The clean and the
     adversarial pass draw independent gate masks, as the reference code.
     After `freeze_gates` the gates stop learning and the weights fine-tune
@@ -71,17 +71,19 @@ class ANPVSModel(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if method not in METHODS:
+        if method not in OBJECTIVES:
             raise ValueError(
-                f"`method` must be one of {METHODS}. Received: {method=}"
+                f"`method` must be one of {tuple(OBJECTIVES)}. Received: "
+                f"{method=}"
             )
         # === Layers ===
         self.network = network
         self.gates = gates_of(network)
-        if (method in GATED_METHODS) != bool(self.gates):
+        self.objective = OBJECTIVES[method]
+        if self.objective.gated != bool(self.gates):
             raise ValueError(
                 f"method '{method}' needs a "
-                f"{'gated' if method in GATED_METHODS else 'plain'} network"
+                f"{'gated' if self.objective.gated else 'plain'} network"
             )
         # === Config ===
         self.method = method
@@ -119,7 +121,7 @@ class ANPVSModel(keras.Model):
 
     @property
     def adversarial(self):
-        return self.method in ADVERSARIAL_METHODS
+        return self.objective.attack is not None
 
     @property
     def metrics(self):
@@ -149,6 +151,9 @@ class ANPVSModel(keras.Model):
         # only to learn the input shapes, which fails under
         # MultiWorkerMirroredStrategy (a tuple of PerReplica values); the
         # network's own input gives the shapes without touching the data.
+        # No public hook avoids it: keras/src/backend/tensorflow/
+        # trainer.py reduces the batch before it looks at `built`, so
+        # building the model first (build(), a call) does not help.
         spec = (
             self.network.inputs[0],
             keras.KerasTensor((None,), dtype="int64"),
@@ -181,7 +186,7 @@ class ANPVSModel(keras.Model):
 
     def training_examples(self, x, y):
         """The adversarial examples a method trains on (None: clean only)."""
-        if self.method == "trades":
+        if self.objective.attack == "trades":
             return trades_attack(
                 lambda images: self._forward(images, False)["logits"],
                 x,
@@ -190,7 +195,9 @@ class ANPVSModel(keras.Model):
                 num_steps=self.attack.num_steps,
                 seed_generator=self.attack_seed_generator,
             )
-        return self.craft(x, y, self.attack) if self.adversarial else None
+        if self.objective.attack == "pgd":
+            return self.craft(x, y, self.attack)
+        return None
 
     def active_units(self):
         """Gated units that survive pruning at inference, over all gates."""
@@ -211,11 +218,13 @@ class ANPVSModel(keras.Model):
         return 100.0 * tf.cast(pruned, tf.float32) / total
 
     def _loss_terms(self, x, y, x_adv=None):
-        """Forward passes and every loss term, for one (local) batch."""
+        """Forward passes and every loss term, for one (local) batch.
+
+        Returns (weight loss, gate loss or None if ungated, the tracked
+        terms, the logits scored by the accuracy metrics).
+        """
         clean = self._forward(x, training=True)
         terms = {"ce_loss": losses.cross_entropy(y, clean["logits"])}
-        weight_loss = terms["ce_loss"]
-        gate_loss = terms["ce_loss"]
         logits = {"clean_accuracy": clean["logits"]}
         if x_adv is not None:
             adv = self._forward(x_adv, training=True)
@@ -224,32 +233,41 @@ class ANPVSModel(keras.Model):
             terms["vs_loss"] = losses.vulnerability(
                 clean["features"], adv["features"]
             )
-            if self.method == "trades":
+            if "trades_loss" in self.objective.terms:
                 terms["trades_loss"] = trades_kl(
                     clean["logits"], adv["logits"]
                 )
-                weight_loss = (
-                    terms["ce_loss"]
-                    + self.trades_weight * terms["trades_loss"]
-                )
-            else:
-                weight_loss = (
-                    terms["ce_loss"]
-                    + self.adv_weight * terms["adv_ce_loss"]
-                ) / (1.0 + self.adv_weight)
-            gate_loss = terms["adv_ce_loss"]
-            if self.method == "anp_vs":
-                weight_loss += self.vs_weight * terms["vs_loss"]
         if self.gates:
             terms["kl_loss"] = (
                 self.kl_weight * losses.gate_kl(self.gates)
                 / self.kl_normalizer
             )
-            weight_loss += terms["kl_loss"]
-            gate_loss += terms["kl_loss"]
-        weight_loss += self.l2_weight * losses.l2_penalty(self.kernels)
+        # Terms of the losses that are not tracked on their own.
+        parts = {
+            **terms,
+            "l2_penalty": losses.l2_penalty(self.kernels),
+        }
+        if x_adv is not None:
+            parts["mixed_ce_loss"] = (
+                terms["ce_loss"] + self.adv_weight * terms["adv_ce_loss"]
+            ) / (1.0 + self.adv_weight)
+        weight_loss = self._weighted_sum(self.objective.weight_loss, parts)
+        gate_loss = (
+            self._weighted_sum(self.objective.gate_loss, parts)
+            if self.gates else None
+        )
         terms["loss"] = weight_loss
         return weight_loss, gate_loss, terms, logits
+
+    def _weighted_sum(self, objective_terms, parts):
+        """sum of parts[term] * self.<weight>, added left to right."""
+        total = None
+        for name, weight in objective_terms:
+            value = parts[name]
+            if weight is not None:
+                value = getattr(self, weight) * value
+            total = value if total is None else total + value
+        return total
 
     def train_step(self, data):
         x, y = data[:2]
@@ -263,12 +281,12 @@ class ANPVSModel(keras.Model):
                 x, y, x_adv
             )
             weight_loss = weight_loss / replicas
-            gate_loss = gate_loss / replicas
             # Loss scaling (mixed_float16 only; identity otherwise):
             # apply() unscales the gradients.
             weight_loss = self.optimizer.scale_loss(weight_loss)
             if learn_gates:
-                gate_loss = self.gate_optimizer.scale_loss(gate_loss)
+                gate_loss = self.gate_optimizer.scale_loss(
+                    gate_loss / replicas)
         weight_grads = tape.gradient(weight_loss, self.weight_variables)
         if learn_gates:
             gate_grads = tape.gradient(gate_loss, self.gate_variables)

@@ -28,6 +28,7 @@ import keras_tuner as kt
 from anpvs_tf import config as config_lib
 from anpvs_tf import files
 from anpvs_tf import tuning
+from anpvs_tf.evaluation.tables import markdown_table
 from anpvs_tf.exporter import export_workdir
 from anpvs_tf.base import base_config
 from anpvs_tf.training import train
@@ -186,21 +187,20 @@ def _markdown(rows, default, objective):
     names = sorted({k for r in rows for k in r["hyperparameters"]})
     header = ["trial", *names, "clean val %", "robust val %",
               "sparsity %", "FLOPs x", "objective"]
-    lines = [f"Objective: {objective}", "",
-             "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
+    cells = []
     for row in [{"trial_id": "default", **default}, *rows]:
         values = [row["hyperparameters"].get(n, "") for n in names]
         values = [f"{v:.3g}" if isinstance(v, float) else str(v)
                   for v in values]
-        lines.append("| " + " | ".join([
+        cells.append([
             str(row["trial_id"]), *values,
             f"{100 * row['clean_val_acc']:.2f}",
             f"{100 * row['robust_val_acc']:.2f}",
             f"{row['unit_sparsity']:.2f}",
             f"{row['flops_speedup']:.2f}",
             f"{row[tuning.OBJECTIVE]:.4f}",
-        ]) + " |")
+        ])
+    lines = [f"Objective: {objective}", "", *markdown_table(header, cells)]
     return "\n".join(lines) + "\n"
 
 

@@ -37,8 +37,8 @@ from anpvs_tf.distribution import check_global_batch
 from anpvs_tf.distribution import distribute_batches
 from anpvs_tf.distribution import make_strategy
 from anpvs_tf.errors import ConfigError
-from anpvs_tf.evaluation import evaluate_model
-from anpvs_tf.evaluation import format_results
+from anpvs_tf.evaluation.results import evaluate_model
+from anpvs_tf.evaluation.results import format_results
 from anpvs_tf.guards import DivergenceGuard
 from anpvs_tf.guards import check_usable
 from anpvs_tf.methods import FROM_BASE_METHODS

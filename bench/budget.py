@@ -8,6 +8,7 @@ the benchmark's own standard run. Runs resume when interrupted.
 from pathlib import Path
 
 from anpvs_tf import files
+from anpvs_tf.evaluation.tables import markdown_table
 
 KEYS = ("clean_acc", "pgd40_acc", "vulnerability", "unit_sparsity",
         "memory_pct", "flops_speedup", "params", "train_seconds")
@@ -78,29 +79,22 @@ def report(results, methods, supplementary, epochs, first="standard"):
 
 
 def markdown(summary, title):
-    lines = [
-        title,
-        "",
-        "| method | clean % | PGD-40 % | vulnerability | unit sparsity % "
-        "| memory % | FLOPs x | params | train s |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    rows = {**summary["methods"],
+    runs = {**summary["methods"],
             **{f"{name} (supplementary)": entry
                for name, entry in summary["supplementary"].items()}}
-    for name, r in rows.items():
-        lines.append(
-            f"| {name} | {100 * r['clean_acc']:.2f} | "
-            f"{100 * r['pgd40_acc']:.2f} | {r['vulnerability']:.4f} | "
-            f"{r['unit_sparsity']:.2f} | {r['memory_pct']:.2f} | "
-            f"{r['flops_speedup']:.2f} | {r['params']:,} | "
-            f"{r['train_seconds']:.0f} |"
-        )
-    lines += ["", "| check | passed |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in summary["checks"].items()]
-    lines += [f"| supplementary {name}: {k} | {v} |"
-              for name, found in summary["checks_supplementary"].items()
-              for k, v in found.items()]
+    lines = [title, "", *markdown_table(
+        ("method", "clean %", "PGD-40 %", "vulnerability", "unit sparsity %",
+         "memory %", "FLOPs x", "params", "train s"),
+        [(name, f"{100 * r['clean_acc']:.2f}", f"{100 * r['pgd40_acc']:.2f}",
+          f"{r['vulnerability']:.4f}", f"{r['unit_sparsity']:.2f}",
+          f"{r['memory_pct']:.2f}", f"{r['flops_speedup']:.2f}",
+          f"{r['params']:,}", f"{r['train_seconds']:.0f}")
+         for name, r in runs.items()])]
+    checks = [*summary["checks"].items()] + [
+        (f"supplementary {name}: {k}", v)
+        for name, found in summary["checks_supplementary"].items()
+        for k, v in found.items()]
+    lines += ["", *markdown_table(("check", "passed"), checks)]
     if summary["supplementary"]:
         lines += ["", "Supplementary runs:"]
         lines += [f"- {name}: {entry['note']}."

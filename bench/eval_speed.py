@@ -28,7 +28,9 @@ from absl import flags
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
-from anpvs_tf import files
+
+from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 flags.DEFINE_string("workdir", "bench/runs/mnist_budget/at",
                     "Trained LeNet-5-Caffe workdir to attack.")
@@ -53,23 +55,23 @@ def network_under_test():
 def main(argv):
     del argv
     import models  # noqa: F401
-    from anpvs_tf.classifier import Classifier
+    from anpvs_tf.config import AttackConfig
     from anpvs_tf.config import DataConfig
-    from anpvs_tf.robustness import AttackSpec
-    from anpvs_tf.robustness import RobustnessEvaluator
+    from anpvs_tf.evaluation.classifier import Classifier
+    from anpvs_tf.evaluation.engine import RobustnessEvaluator
     from anpvs_tf.data import load_split
 
     images, labels = load_split(DataConfig(), "test")
     name, network = network_under_test()
     evaluator = RobustnessEvaluator(Classifier(network), FLAGS.batch_size)
-    spec = AttackSpec("pgd", epsilon=0.3, num_steps=STEPS, step_size=0.01)
-    evaluator.craft(spec, images[: FLAGS.batch_size],
+    attack = AttackConfig(epsilon=0.3, num_steps=STEPS, step_size=0.01)
+    evaluator.craft(attack, images[: FLAGS.batch_size],
                     labels[: FLAGS.batch_size])  # trace
     load_before = os.getloadavg()
     rates = []
     for _ in range(FLAGS.repeats):
         start = time.perf_counter()
-        evaluator.craft(spec, images, labels)
+        evaluator.craft(attack, images, labels)
         rates.append(len(labels) / (time.perf_counter() - start))
     load_after = os.getloadavg()
     result = {"examples_per_sec": statistics.median(rates), "steps": STEPS,
@@ -83,10 +85,10 @@ def main(argv):
         f"{len(labels):,} MNIST test images, LeNet-5-Caffe ({name}), batch "
         f"{FLAGS.batch_size}, {cores} CPU cores."),
         "",
-        "| examples/s (median) | repeats (examples/s) |",
-        "|---|---|",
-        f"| {result['examples_per_sec']:.1f} | "
-        + ", ".join(f"{r:.1f}" for r in rates) + " |",
+        *markdown_table(
+            ("examples/s (median)", "repeats (examples/s)"),
+            [(f"{result['examples_per_sec']:.1f}",
+              ", ".join(f"{r:.1f}" for r in rates))]),
         "",
         (f"1-minute load average: {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after (other processes share the cores)."),

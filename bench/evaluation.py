@@ -35,7 +35,9 @@ from absl import flags
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
-from anpvs_tf import files
+
+from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 flags.DEFINE_string("targets_dir", "bench/runs/mnist_budget",
                     "Workdirs of the models to evaluate.")
@@ -87,7 +89,7 @@ def train_source():
 
 
 def settings():
-    from anpvs_tf.suites import SuiteSettings
+    from anpvs_tf.evaluation.suites import SuiteSettings
 
     return SuiteSettings(
         suite="full", epsilon=0.3, step_size=0.01, pgd_steps=40,
@@ -97,8 +99,8 @@ def settings():
 
 def evaluate(name, source_dir, images, labels):
     """The full suite on one target (cached in runs_dir)."""
-    from anpvs_tf.classifier import Classifier
-    from anpvs_tf.suites import run_suite
+    from anpvs_tf.evaluation.classifier import Classifier
+    from anpvs_tf.evaluation.suites import run_suite
     from anpvs_tf.workdir import load_trained_model
 
     cache = Path(FLAGS.runs_dir) / f"{name}.json"
@@ -128,17 +130,17 @@ def robust_source_transfer(name, images, labels):
     """Black-box accuracy with a robust model as the source."""
     import numpy as np
 
-    from anpvs_tf.classifier import Classifier
-    from anpvs_tf.robustness import RobustnessEvaluator
-    from anpvs_tf.robustness import vulnerability_summary
+    from anpvs_tf.evaluation.classifier import Classifier
+    from anpvs_tf.evaluation.engine import RobustnessEvaluator
+    from anpvs_tf.evaluation.engine import vulnerability_summary
     from anpvs_tf.workdir import load_trained_model
 
     source_name = ROBUST_SOURCES[name]
     _, target = load_trained_model(Path(FLAGS.targets_dir) / name)
     _, source = load_trained_model(Path(FLAGS.targets_dir) / source_name)
-    spec = settings().blackbox_spec()
+    attack = settings().blackbox_attack()
     crafted = RobustnessEvaluator(Classifier(source.network)).craft(
-        spec, images, labels)
+        attack, images, labels)
     correct, units = RobustnessEvaluator(Classifier(target.network)).score(
         images, labels, crafted)
     return {"source": source_name, "acc": float(np.mean(correct)),
@@ -155,57 +157,53 @@ def markdown(summary, reports):
         "an example counts only if it survives clean, FGSM, PGD-40, "
         "APGD-CE, APGD-DLR and the black-box attack."),
         "",
-        ("| model | clean % | PGD-40 % | APGD-CE % | APGD-DLR % | worst case "
-        "% | black-box % | vuln. white | vuln. black |"),
-        "|---|---|---|---|---|---|---|---|---|",
+        *markdown_table(
+            ("model", "clean %", "PGD-40 %", "APGD-CE %", "APGD-DLR %",
+             "worst case %", "black-box %", "vuln. white", "vuln. black"),
+            [(name, *(f"{100 * r[key]:.2f}" for key in (
+                "clean_acc", "pgd40_acc", "apgd_ce_acc", "apgd_dlr_acc",
+                "worst_case_acc", "blackbox_acc")),
+              f"{r['vulnerability_white']:.4f}",
+              f"{r['vulnerability_black']:.4f}")
+             for name, r in summary["models"].items()]),
     ]
-    for name, r in summary["models"].items():
-        lines.append(
-            f"| {name} | {100 * r['clean_acc']:.2f} | "
-            f"{100 * r['pgd40_acc']:.2f} | {100 * r['apgd_ce_acc']:.2f} | "
-            f"{100 * r['apgd_dlr_acc']:.2f} | "
-            f"{100 * r['worst_case_acc']:.2f} | "
-            f"{100 * r['blackbox_acc']:.2f} | "
-            f"{r['vulnerability_white']:.4f} | "
-            f"{r['vulnerability_black']:.4f} |")
+    supplementary = [
+        (name, extra["source"], f"{100 * extra['acc']:.2f}",
+         f"{extra['vulnerability']:.4f}")
+        for name, extra in (
+            (name, report["supplementary_blackbox"])
+            for name, report in reports.items())]
     lines += ["", "Supplementary transfer from a robust source:", "",
-              "| target | source | black-box % | vuln. black |",
-              "|---|---|---|---|"]
-    for name, report in reports.items():
-        extra = report["supplementary_blackbox"]
-        lines.append(f"| {name} | {extra['source']} | "
-                     f"{100 * extra['acc']:.2f} | "
-                     f"{extra['vulnerability']:.4f} |")
+              *markdown_table(
+                  ("target", "source", "black-box %", "vuln. black"),
+                  supplementary)]
     sweep = next(iter(reports.values()))["sweeps"]
     lines += ["", (f"PGD-40 accuracy % against eps (first "
               f"{sweep['examples']:,} images, step 2.5 * eps / 40) and "
               "against steps (eps 0.3, step 0.01):"), "",
-              "| model | " + " | ".join(
-                  f"eps {v:g}" for v in sweep["epsilon"]["values"])
-              + " | " + " | ".join(
-                  f"{v} steps" for v in sweep["steps"]["values"]) + " |",
-              "|---" * (1 + len(sweep["epsilon"]["values"])
-                        + len(sweep["steps"]["values"])) + "|"]
-    for name, report in reports.items():
-        s = report["sweeps"]
-        lines.append(f"| {name} | " + " | ".join(
-            f"{100 * a:.2f}" for a in s["epsilon"]["acc"] + s["steps"]["acc"]
-        ) + " |")
-    lines += ["", "| sanity check | passed | detail |", "|---|---|---|"]
-    for name, report in reports.items():
-        for check, result in report["sanity_checks"].items():
-            lines.append(f"| {name}: {check} | {result['passed']} | "
-                         f"{result['detail']} |")
-    lines += ["", "Per-layer vulnerability (white-box PGD-40 / black-box):",
-              "", "| model | " + " | ".join(
-                  next(iter(reports.values()))["attacks"]["pgd40"][
-                      "vulnerability"]["per_layer"]) + " |",
-              "|---" * 5 + "|"]
+              *markdown_table(
+                  ("model",
+                   *(f"eps {v:g}" for v in sweep["epsilon"]["values"]),
+                   *(f"{v} steps" for v in sweep["steps"]["values"])),
+                  [(name, *(f"{100 * a:.2f}" for a in (
+                      report["sweeps"]["epsilon"]["acc"]
+                      + report["sweeps"]["steps"]["acc"])))
+                   for name, report in reports.items()])]
+    lines += ["", *markdown_table(
+        ("sanity check", "passed", "detail"),
+        [(f"{name}: {check}", result["passed"], result["detail"])
+         for name, report in reports.items()
+         for check, result in report["sanity_checks"].items()])]
+    layers = next(iter(reports.values()))["attacks"]["pgd40"][
+        "vulnerability"]["per_layer"]
+    per_layer = []
     for name, report in reports.items():
         white = report["attacks"]["pgd40"]["vulnerability"]["per_layer"]
         black = report["blackbox"]["vulnerability"]["per_layer"]
-        lines.append(f"| {name} | " + " | ".join(
-            f"{white[k]:.4f} / {black[k]:.4f}" for k in white) + " |")
+        per_layer.append((name, *(f"{white[k]:.4f} / {black[k]:.4f}"
+                                  for k in white)))
+    lines += ["", "Per-layer vulnerability (white-box PGD-40 / black-box):",
+              "", *markdown_table(("model", *layers), per_layer)]
     lines += ["", ("Plots: evaluation_accuracy_vs_eps.png, "
               "evaluation_vulnerability.png.")]
     return "\n".join(lines) + "\n"
@@ -215,9 +213,9 @@ def main(argv):
     del argv
     import models  # noqa: F401
     from anpvs_tf.config import DataConfig
-    from anpvs_tf.plots import plot_accuracy_vs_epsilon
-    from anpvs_tf.plots import plot_vulnerability_distribution
-    from anpvs_tf.sanity import warn_if_failed
+    from anpvs_tf.evaluation.plots import plot_accuracy_vs_epsilon
+    from anpvs_tf.evaluation.plots import plot_vulnerability_distribution
+    from anpvs_tf.evaluation.sanity import warn_if_failed
     from anpvs_tf.data import load_split
 
     images, labels = load_split(

@@ -24,6 +24,8 @@ from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
 
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
@@ -63,20 +65,19 @@ def markdown(summary):
         f"{FLAGS.epochs} epochs, PGD-40 at eps 0.1 on the test images), by "
         "seed.",
         "",
-        "| seed | AT PGD-40 % | ANP-VS PGD-40 % | gap (points) | ANP-VS "
-        "unit sparsity % | AT clean % | ANP-VS clean % | within 1 point |",
-        "|---|---|---|---|---|---|---|---|",
+        *markdown_table(
+            ("seed", "AT PGD-40 %", "ANP-VS PGD-40 %", "gap (points)",
+             "ANP-VS unit sparsity %", "AT clean %", "ANP-VS clean %",
+             "within 1 point"),
+            [(seed, f"{100 * r['at']['pgd40_acc']:.2f}",
+              f"{100 * r['anp_vs']['pgd40_acc']:.2f}",
+              f"{r['pgd40_gap_points']:.2f}",
+              f"{r['anp_vs']['unit_sparsity']:.2f}",
+              f"{100 * r['at']['clean_acc']:.2f}",
+              f"{100 * r['anp_vs']['clean_acc']:.2f}",
+              r["checks"]["anp_vs_pgd40_at_least_at_minus_1pt"])
+             for seed, r in summary["seeds"].items()]),
     ]
-    for seed, r in summary["seeds"].items():
-        lines.append(
-            f"| {seed} | {100 * r['at']['pgd40_acc']:.2f} | "
-            f"{100 * r['anp_vs']['pgd40_acc']:.2f} | "
-            f"{r['pgd40_gap_points']:.2f} | "
-            f"{r['anp_vs']['unit_sparsity']:.2f} | "
-            f"{100 * r['at']['clean_acc']:.2f} | "
-            f"{100 * r['anp_vs']['clean_acc']:.2f} | "
-            f"{r['checks']['anp_vs_pgd40_at_least_at_minus_1pt']} |"
-        )
     lines += [
         "",
         f"Gap (AT minus ANP-VS, PGD-40 points): median "

@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
+
 from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -219,11 +221,11 @@ def main(argv):
         f"batch {FLAGS.batch_size}, real MNIST test images, median ms of "
         f"{FLAGS.rounds} rounds x {FLAGS.calls} calls.",
         "",
-        "| form | median ms | x stock |",
-        "|---|---|---|",
+        *markdown_table(
+            ("form", "median ms", "x stock"),
+            [(name, f"{ms:.3f}", f"{ms / median['stock']:.2f}")
+             for name, ms in median.items()]),
     ]
-    lines += [f"| {name} | {ms:.3f} | {ms / median['stock']:.2f} |"
-              for name, ms in median.items()]
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     files.write_json(output.with_suffix(".json"), report)

@@ -19,7 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
+
 from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -79,15 +81,12 @@ def main(argv):
         "Trained standard LeNet-5-Caffe copied into the gated network, "
         f"step 0, {len(labels)} MNIST test images, inference mode.",
         "",
-        "| a_raw at init | E[pi] per gated layer | clean % (inference "
-        "gates) | clean % (sampled training masks) |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {r['gate_init']} | {r['keep_probability']:.3f} | "
-        f"{100 * r['clean_acc']:.2f} | "
-        f"{100 * r['clean_acc_sampled_masks']:.2f} |"
-        for r in rows
+        *markdown_table(
+            ("a_raw at init", "E[pi] per gated layer",
+             "clean % (inference gates)", "clean % (sampled training masks)"),
+            [(r["gate_init"], f"{r['keep_probability']:.3f}",
+              f"{100 * r['clean_acc']:.2f}",
+              f"{100 * r['clean_acc_sampled_masks']:.2f}") for r in rows]),
     ]
     table = "\n".join(lines) + "\n"
     files.write_text(output.with_suffix(".md"), table)

@@ -37,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
+
 from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -210,19 +212,19 @@ def floor_lines(per_layer, results):
 
 def layer_lines(per_layer, batch_size):
     names = list(dict.fromkeys([*per_layer["plain"], *per_layer["compact"]]))
-    lines = [
-        f"### per layer, batch {batch_size} (each layer alone, median ms)",
-        "",
-        "| layer | plain ms | compact ms | plain / compact |",
-        "|---|---|---|---|",
-    ]
+    rows = []
     for name in names:
         plain = per_layer["plain"].get(name)
         compact = per_layer["compact"].get(name)
         ratio = f"{plain / compact:.2f}" if plain and compact else "-"
-        lines.append(
-            f"| {name} | {plain or 0:.3f} | {compact or 0:.3f} | {ratio} |")
-    return lines + [""]
+        rows.append((name, f"{plain or 0:.3f}", f"{compact or 0:.3f}", ratio))
+    return [
+        f"### per layer, batch {batch_size} (each layer alone, median ms)",
+        "",
+        *markdown_table(
+            ("layer", "plain ms", "compact ms", "plain / compact"), rows),
+        "",
+    ]
 
 
 def ratios(results):
@@ -275,16 +277,16 @@ def markdown(report):
             lines += [
                 f"### {key.replace('_', ' ')}{title}",
                 "",
-                "| model | examples/s | median latency ms | params | "
-                "FLOPs | SavedModel bytes |",
-                "|---|---|---|---|---|---|",
+                *markdown_table(
+                    ("model", "examples/s", "median latency ms", "params",
+                     "FLOPs", "SavedModel bytes"),
+                    [(name, f"{m['examples_per_sec']:,.0f}",
+                      f"{m['median_latency_ms']:.3f}", f"{m['params']:,}",
+                      f"{m['flops']:,}", f"{m['savedmodel_bytes']:,}")
+                     for name, m in (
+                         (name, results[name])
+                         for name in ("plain", "gated", "compact"))]),
             ]
-            for name in ("plain", "gated", "compact"):
-                m = results[name]
-                lines.append(
-                    f"| {name} | {m['examples_per_sec']:,.0f} | "
-                    f"{m['median_latency_ms']:.3f} | {m['params']:,} | "
-                    f"{m['flops']:,} | {m['savedmodel_bytes']:,} |")
             lines += [
                 "",
                 f"compact vs plain: FLOPs {r['flops_reduction']:.2f}x "

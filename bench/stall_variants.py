@@ -16,15 +16,15 @@ split = os.environ.get("SPLIT", "1") == "1"
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
-import tensorflow as tf
+import tensorflow as tf  # noqa: E402
 if split:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-import keras, models
-from pathlib import Path
-from anpvs_tf import config as config_lib, data
-from anpvs_tf.registry import get_experiment
-from anpvs_tf.assembly import build_model
+import keras, models  # noqa: E402
+from pathlib import Path  # noqa: E402
+from anpvs_tf import config as config_lib, data  # noqa: E402
+from anpvs_tf.registry import get_experiment  # noqa: E402
+from anpvs_tf.assembly import build_model  # noqa: E402
 
 def ticks():
     f = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]

@@ -24,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
+
 from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -92,16 +94,15 @@ def main(argv):
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     files.write_json(output.with_suffix(".json"), report)
-    lines = [report["setup"] + ".", "",
-             "| method | pipeline | examples/s (median, all rounds) | "
-             "stalled rounds | max CPU idle |", "|---|---|---|---|---|"]
-    for key, entry in report["results"].items():
-        method, pipeline = key.split("/")
-        lines.append(
-            f"| {method} | {pipeline} | "
-            f"{entry['examples_per_sec_all_rounds']:.1f} | "
-            f"{entry['stalled_rounds']} of {FLAGS.rounds} | "
-            f"{entry['max_cpu_idle_fraction']:.2f} |")
+    rows = [
+        (*key.split("/"), f"{entry['examples_per_sec_all_rounds']:.1f}",
+         f"{entry['stalled_rounds']} of {FLAGS.rounds}",
+         f"{entry['max_cpu_idle_fraction']:.2f}")
+        for key, entry in report["results"].items()
+    ]
+    lines = [report["setup"] + ".", "", *markdown_table(
+        ("method", "pipeline", "examples/s (median, all rounds)",
+         "stalled rounds", "max CPU idle"), rows)]
     table = "\n".join(lines) + "\n"
     files.write_text(output.with_suffix(".md"), table)
     print(table)

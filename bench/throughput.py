@@ -49,7 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
+
 from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
@@ -293,17 +295,16 @@ def ceiling_lines(ceiling):
         "Kernel ceiling (each conv / matmul timed alone at batch "
         f"{FLAGS.batch_size}; % of FP32 peak):",
         "",
-        "| layer | forward ms | to input ms | to kernel ms | forward % "
-        "| to input % | to kernel % |",
-        "|---|---|---|---|---|---|---|",
+        *markdown_table(
+            ("layer", "forward ms", "to input ms", "to kernel ms",
+             "forward %", "to input %", "to kernel %"),
+            [(row["layer"], f"{row['forward_ms']:.3f}",
+              f"{row['to_input_ms']:.3f}", f"{row['to_kernel_ms']:.3f}",
+              f"{100 * row['forward_share_of_peak']:.1f}",
+              f"{100 * row['to_input_share_of_peak']:.1f}",
+              f"{100 * row['to_kernel_share_of_peak']:.1f}")
+             for row in ceiling["layers"]]),
     ]
-    for row in ceiling["layers"]:
-        lines.append(
-            f"| {row['layer']} | {row['forward_ms']:.3f} | "
-            f"{row['to_input_ms']:.3f} | {row['to_kernel_ms']:.3f} | "
-            f"{100 * row['forward_share_of_peak']:.1f} | "
-            f"{100 * row['to_input_share_of_peak']:.1f} | "
-            f"{100 * row['to_kernel_share_of_peak']:.1f} |")
     lines += [
         "",
         "A train step built only of these kernels, back to back: "
@@ -337,9 +338,9 @@ def configurations(report):
 
 def table_rows(report):
     return [
-        f"| {name} | {m} | {timing[m]['examples_per_sec']:.1f} | "
-        f"{timing[m]['examples_per_sec_all_rounds']:.1f} | "
-        f"{timing[m]['stalled_rounds']} of {len(timing[m]['rounds'])} |"
+        (name, m, f"{timing[m]['examples_per_sec']:.1f}",
+         f"{timing[m]['examples_per_sec_all_rounds']:.1f}",
+         f"{timing[m]['stalled_rounds']} of {len(timing[m]['rounds'])}")
         for name, timing in configurations(report)
         for m in METHODS
     ]
@@ -438,10 +439,10 @@ def main(argv):
         f"stalled when the CPU idles > {FLAGS.stall_idle_fraction:.0%} of "
         "it).",
         "",
-        "| configuration | method | examples/s (rounds without stall) | "
-        "examples/s (all rounds) | stalled rounds |",
-        "|---|---|---|---|---|",
-        *table_rows(report),
+        *markdown_table(
+            ("configuration", "method", "examples/s (rounds without stall)",
+             "examples/s (all rounds)", "stalled rounds"),
+            table_rows(report)),
         "",
         f"ANP-VS cost per example: {at / anp_vs:.3f}x AT.",
         f"Peak: {peak['cores']} cores x {peak['clock_ghz']:.2f} GHz x "

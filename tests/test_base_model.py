@@ -21,6 +21,7 @@ def test_base_method_at_trains_an_adversarial_base(tmp_path):
 
 
 def test_unknown_base_method_is_refused_with_the_choices():
-    with pytest.raises(ConfigError, match="`train.base_method` 'trades'.*standard, at"):
+    with pytest.raises(ConfigError,
+                       match="`train.base_method` 'trades'.*standard, at"):
         run_config("lenet5_caffe_mnist_anp_vs", 1,
                    **{"train.base_method": "trades"})

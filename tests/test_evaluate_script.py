@@ -61,6 +61,28 @@ def test_paper_suite_with_blackbox_source_writes_the_report(workdirs,
     assert replaced.returncode == 0, replaced.stderr[-3000:]
 
 
+def test_train_results_equal_the_paper_suite_on_the_same_attack(
+    workdirs, tmp_path
+):
+    """train.py's results.json and evaluate.py come from one engine: the
+    same images, attack and seed give the same numbers."""
+    results = json.loads((workdirs["target"] / "results.json").read_text())
+    attack = results["attack"]
+    output = tmp_path / "same"
+    result = run_script(
+        "evaluate.py", f"--workdir={workdirs['target']}", "--suite=paper",
+        f"--output={output}", "--test_examples=32", "--batch_size=500",
+        f"--epsilon={attack['epsilon']}",
+        f"--pgd_step_size={attack['step_size']}",
+        f"--pgd_steps={attack['num_steps']}", "--seed=0")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.with_suffix(".json").read_text())
+    assert report["test_examples"] == results["test_examples"] == 32
+    assert report["clean_acc"] == results["clean_acc"]
+    assert report["pgd_acc"] == results["pgd_acc"]
+    assert report["vulnerability_white"] == results["vulnerability"]
+
+
 def test_full_suite_adds_apgd_sweeps_and_checks(workdirs, tmp_path):
     output = tmp_path / "full"
     result = run_script(
@@ -119,7 +141,7 @@ def test_help_explains_every_flag():
 
 
 def test_zoo_entry_source_is_trained_once_with_another_seed(workdirs):
-    from anpvs_tf.blackbox import load_source
+    from anpvs_tf.evaluation.blackbox import load_source
     from anpvs_tf.workdir import read_config
 
     target_config = read_config(workdirs["target"])

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from anpvs_tf import losses
@@ -18,8 +19,11 @@ def test_vulnerability_zero_for_identical_features():
     }
     copy = {name: tf.identity(value) for name, value in features.items()}
     assert float(losses.vulnerability(features, copy)) == 0.0
-    for term in losses.vulnerability_per_layer(features, copy).values():
-        assert float(term) == 0.0
+    per_unit = losses.vulnerability(features, copy, per_unit=True)
+    assert {name: v.shape for name, v in per_unit.items()} == {
+        "conv": (2, 4), "dense": (2, 5)}
+    for distances in per_unit.values():
+        assert float(tf.reduce_max(distances)) == 0.0
 
 
 def test_vulnerability_hand_computed():
@@ -33,12 +37,31 @@ def test_vulnerability_hand_computed():
         # |diff| = 2, 2, 2, 2 -> mean 2.0
         "b": tf.constant([3.0, 0.0, 5.0, 2.0]),
     }
-    per_layer = losses.vulnerability_per_layer(clean, adversarial)
-    assert set(per_layer) == {"a", "b"}
-    assert float(per_layer["a"]) == 0.5
-    assert float(per_layer["b"]) == 2.0
+    per_unit = losses.vulnerability(clean, adversarial, per_unit=True)
+    assert set(per_unit) == {"a", "b"}
+    assert float(tf.reduce_mean(per_unit["a"])) == 0.5
+    assert float(tf.reduce_mean(per_unit["b"])) == 2.0
     # Mean over layers, not over elements: (0.5 + 2.0) / 2 = 1.25.
     assert float(losses.vulnerability(clean, adversarial)) == 1.25
+
+
+def test_vulnerability_per_unit_averages_positions_and_rebuilds_the_mean():
+    # conv |diff| per unit: unit 0 is 1 at one of 4 positions (mean 0.25),
+    # unit 1 is 2 everywhere (mean 2.0); example 2 doubles example 1.
+    first = np.zeros((2, 2, 2), "float32")
+    first[0, 0, 0] = 1.0
+    first[..., 1] = 2.0
+    conv = np.stack([first, 2 * first])
+    clean = {"conv": tf.constant(conv), "dense": tf.constant([[1.0, 3.0]] * 2)}
+    adversarial = {"conv": tf.zeros_like(clean["conv"]),
+                   "dense": tf.constant([[0.0, 0.0]] * 2)}
+    per_unit = losses.vulnerability(clean, adversarial, per_unit=True)
+    np.testing.assert_allclose(per_unit["conv"], [[0.25, 2.0], [0.5, 4.0]])
+    np.testing.assert_allclose(per_unit["dense"], [[1.0, 3.0]] * 2)
+    # The scalar is the mean over layers of each layer's per-unit mean.
+    rebuilt = np.mean([np.mean(v) for v in per_unit.values()])
+    scalar = float(losses.vulnerability(clean, adversarial))
+    assert scalar == pytest.approx(rebuilt)
 
 
 def test_vulnerability_unequal_layer_sizes_weigh_equally():
@@ -73,13 +96,14 @@ def test_vs_loss_gradient_reaches_every_gated_layer(mnist_test_batch):
     with tf.GradientTape(persistent=True) as tape:
         clean = network(x, training=True)["features"]
         adversarial = network(x_adv, training=True)["features"]
-        per_layer = losses.vulnerability_per_layer(clean, adversarial)
+        per_unit = losses.vulnerability(clean, adversarial, per_unit=True)
         vulnerability = losses.vulnerability(clean, adversarial)
-    assert set(per_layer) == {"conv1", "conv2", "flatten", "fc1"}
+    assert set(per_unit) == {"conv1", "conv2", "flatten", "fc1"}
     assert float(vulnerability) > 0.0
+    gradient_of = tape.gradient
 
     def gradient_norm(target, variable):
-        gradient = tape.gradient(target, variable)
+        gradient = gradient_of(target, variable)
         return 0.0 if gradient is None else float(tf.norm(gradient))
 
     # The total VS loss reaches every gated layer's weights, the first
@@ -90,15 +114,15 @@ def test_vs_loss_gradient_reaches_every_gated_layer(mnist_test_batch):
         assert gradient_norm(vulnerability, variable) > 0.0, variable.name
     # Each layer's own term reaches the layer that produced it: the
     # first layer's term is not cut off (pitfall 4 exactly).
-    assert gradient_norm(per_layer["conv1"], kernels["conv1"]) > 0.0
-    assert gradient_norm(per_layer["conv2"], kernels["conv2"]) > 0.0
-    assert gradient_norm(per_layer["flatten"], kernels["conv2"]) > 0.0
-    assert gradient_norm(per_layer["fc1"], kernels["fc1"]) > 0.0
+    assert gradient_norm(per_unit["conv1"], kernels["conv1"]) > 0.0
+    assert gradient_norm(per_unit["conv2"], kernels["conv2"]) > 0.0
+    assert gradient_norm(per_unit["flatten"], kernels["conv2"]) > 0.0
+    assert gradient_norm(per_unit["fc1"], kernels["fc1"]) > 0.0
     # Features come before the classifier: VS does not touch it, nor does
     # the first layer's term depend on later layers.
     assert tape.gradient(vulnerability, kernels["fc2"]) is None
-    assert tape.gradient(per_layer["conv1"], kernels["conv2"]) is None
-    assert tape.gradient(per_layer["flatten"], kernels["fc1"]) is None
+    assert tape.gradient(per_unit["conv1"], kernels["conv2"]) is None
+    assert tape.gradient(per_unit["flatten"], kernels["fc1"]) is None
     del tape
 
 

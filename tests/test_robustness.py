@@ -1,21 +1,30 @@
 """Tests for the evaluation engine, the suites and the reports."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from anpvs_tf import config as config_lib
 from anpvs_tf import losses
-from anpvs_tf.classifier import Classifier
+from anpvs_tf.config import AttackConfig
 from anpvs_tf.errors import ConfigError
+from anpvs_tf.config import EvalConfig
+from anpvs_tf.config import ExperimentConfig
+from anpvs_tf.evaluation.classifier import Classifier
+from anpvs_tf.evaluation.engine import RobustnessEvaluator
+from anpvs_tf.evaluation.engine import attack_name
+from anpvs_tf.evaluation.engine import attack_settings
+from anpvs_tf.evaluation.engine import default_step_size
+from anpvs_tf.evaluation.reports import format_report
+from anpvs_tf.evaluation.reports import write_report
+from anpvs_tf.evaluation.results import evaluate_model
+from anpvs_tf.evaluation.suites import SuiteSettings
+from anpvs_tf.evaluation.suites import run_suite
+from anpvs_tf.model import ANPVSModel
 from anpvs_tf.registry import build_network
-from anpvs_tf.reports import format_report
-from anpvs_tf.reports import write_report
-from anpvs_tf.robustness import AttackSpec
-from anpvs_tf.robustness import RobustnessEvaluator
-from anpvs_tf.suites import SuiteSettings
-from anpvs_tf.suites import run_suite
 
 SMALL = SuiteSettings(
     suite="full", epsilon=0.15, step_size=0.02, pgd_steps=10,
@@ -55,9 +64,9 @@ def test_worst_case_is_the_per_example_and_of_all_attacks(
     evaluator = RobustnessEvaluator(Classifier(target), batch_size=64)
     survived = evaluator.clean_correct(images, labels)
     for method in SMALL.attack_methods:
-        spec = SMALL.spec(method)
+        attack = SMALL.attack(method)
         correct, _ = evaluator.score(
-            images, labels, evaluator.craft(spec, images, labels))
+            images, labels, evaluator.craft(attack, images, labels))
         survived &= correct
     settings = SuiteSettings(
         suite="paper", attacks=SMALL.attack_methods, epsilon=0.15,
@@ -90,13 +99,35 @@ def test_vulnerability_matches_the_training_metric(briefly_trained_lenets,
     target, _ = briefly_trained_lenets
     x, y = mnist_eval_batch
     evaluator = RobustnessEvaluator(Classifier(target), batch_size=len(y))
-    x_adv = evaluator.craft(AttackSpec("pgd", 0.2, 5), x, y)
+    x_adv = evaluator.craft(
+        AttackConfig(epsilon=0.2, step_size=0.1, num_steps=5), x, y)
     _, units = evaluator.score(x, y, x_adv)
     expected = losses.vulnerability(
         target(x, training=False)["features"],
         target(x_adv, training=False)["features"])
     overall = np.mean([np.mean(v) for v in units.values()])
     np.testing.assert_allclose(overall, float(expected), rtol=1e-5)
+
+
+def test_training_results_come_from_the_suites_engine(
+    briefly_trained_lenets, mnist_eval_batch
+):
+    """train.py's final numbers equal evaluate.py's paper suite on the same
+    images, attack and seed: both go through one engine."""
+    target, _ = briefly_trained_lenets
+    images, labels = mnist_eval_batch
+    attack = AttackConfig(epsilon=0.15, step_size=0.02, num_steps=10)
+    results = evaluate_model(
+        ANPVSModel(target, method="standard"), images, labels,
+        EvalConfig(attack=attack, batch_size=64), seed=3)
+    report = run_suite(Classifier(target), images, labels, SuiteSettings(
+        suite="paper", epsilon=0.15, step_size=0.02, pgd_steps=10,
+        batch_size=64, seed=3, sanity_checks=False), complexity=False)
+    assert results["clean_acc"] == report["clean_acc"]
+    assert results["pgd_acc"] == report["pgd_acc"]
+    assert results["pgd_acc"] < results["clean_acc"]  # a real attack
+    assert results["vulnerability"] == report["vulnerability_white"]
+    assert results["attack"]["name"] == "pgd10"
 
 
 def test_sampled_gates_score_eps_zero_exactly_and_reproducibly(
@@ -111,7 +142,7 @@ def test_sampled_gates_score_eps_zero_exactly_and_reproducibly(
     evaluator = RobustnessEvaluator(classifier, batch_size=32)
     clean = evaluator.clean_correct(x, y)
     np.testing.assert_array_equal(clean, evaluator.clean_correct(x, y))
-    zero = AttackSpec("pgd", 0.0, 3, step_size=0.01)
+    zero = AttackConfig(epsilon=0.0, step_size=0.01, num_steps=3)
     correct, _ = evaluator.score(x, y, evaluator.craft(zero, x, y))
     np.testing.assert_array_equal(correct, clean)
     # The attack itself sees sampled masks: two calls differ.
@@ -126,25 +157,41 @@ def test_craft_is_reproducible_and_sweeps_share_the_noise(
     target, _ = briefly_trained_lenets
     x, y = mnist_test_batch
     evaluator = RobustnessEvaluator(Classifier(target), batch_size=32)
-    spec = AttackSpec("pgd", 0.1, 0, step_size=0.01)
-    start = evaluator.craft(spec, x, y)
-    np.testing.assert_array_equal(start, evaluator.craft(spec, x, y))
+    attack = AttackConfig(epsilon=0.1, step_size=0.01, num_steps=0)
+    start = evaluator.craft(attack, x, y)
+    np.testing.assert_array_equal(start, evaluator.craft(attack, x, y))
     # Zero steps: only the random start, scaled by eps.
-    wider = evaluator.craft(AttackSpec("pgd", 0.2, 0, step_size=0.01), x, y)
+    wider = evaluator.craft(
+        dataclasses.replace(attack, epsilon=0.2), x, y)
     inside = (x > 0.2) & (x < 0.8)  # no clipping at either radius
     np.testing.assert_allclose(
         (wider - x)[inside], 2 * (start - x)[inside], atol=1e-5)
 
 
-def test_attack_spec_names_and_checks():
-    assert AttackSpec("pgd", 0.3, 40).name == "pgd40"
-    assert AttackSpec("apgd_dlr", 1.0, 100, norm="l2").name == "apgd_dlr_l2"
-    assert AttackSpec("pgd", 0.3, 40).effective_step_size == pytest.approx(
-        2.5 * 0.3 / 40)
-    with pytest.raises(ValueError, match="unknown attack 'cw'"):
-        AttackSpec("cw")
-    with pytest.raises(ValueError, match="unknown norm"):
-        AttackSpec("pgd", norm="l1")
+def test_attack_names_settings_and_checks():
+    assert attack_name(AttackConfig(num_steps=40)) == "pgd40"
+    assert attack_name(AttackConfig(
+        method="apgd_dlr", epsilon=1.0, num_steps=100, norm="l2",
+    )) == "apgd_dlr_l2"
+    assert default_step_size(0.3, 40) == pytest.approx(2.5 * 0.3 / 40)
+    # Only the settings a method reads reach the report.
+    assert "step_size" not in attack_settings(AttackConfig(method="apgd_ce"))
+    assert attack_settings(AttackConfig(method="fgsm", num_steps=7))[
+        "num_steps"] == 1
+    # The suite's PGD falls back to the default step when none is given.
+    assert SuiteSettings(step_size=None, epsilon=0.2, pgd_steps=5).attack(
+        "pgd").step_size == pytest.approx(0.1)
+    # An attack the engine cannot run cannot be configured.
+    with pytest.raises(ConfigError, match="unknown `attack.method` 'cw'"):
+        AttackConfig(method="cw")
+    with pytest.raises(ConfigError, match="unknown `attack.norm` 'l1'"):
+        AttackConfig(norm="l1")
+    # A config names only attacks the engine runs, and trains with PGD.
+    with pytest.raises(ConfigError,
+                       match="unknown `eval.attack.method` 'cw'"):
+        config_lib.replace(ExperimentConfig(), **{"eval.attack.method": "cw"})
+    with pytest.raises(ConfigError, match="training attack is L-inf PGD"):
+        config_lib.replace(ExperimentConfig(), **{"attack.method": "fgsm"})
 
 
 def test_reports_are_written_and_never_silently_replaced(full_report,

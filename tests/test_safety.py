@@ -302,7 +302,8 @@ def test_a_stub_of_a_failed_start_does_not_block_the_fixed_command(tmp_path):
      "`train.base_workdir` is only read"),
     ({"data.source": "embedded", "data.data_dir": "x"},
      "`data.data_dir` is not read"),
-    ({"train.method": "anp_vs", "train.gate_epochs": 5}, "`train.gate_epochs`=5"),
+    ({"train.method": "anp_vs", "train.gate_epochs": 5},
+     "`train.gate_epochs`=5"),
     ({"train.gate_epochs": 1}, "only applies to gated methods"),
 ])
 def test_conflicting_settings_are_refused(overrides, phrase):

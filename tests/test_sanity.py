@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anpvs_tf import sanity
-from anpvs_tf.classifier import Classifier
-from anpvs_tf.suites import SuiteSettings
-from anpvs_tf.suites import run_suite
+from anpvs_tf.evaluation import sanity
+from anpvs_tf.evaluation.classifier import Classifier
+from anpvs_tf.evaluation.suites import SuiteSettings
+from anpvs_tf.evaluation.suites import run_suite
 
 # Small budgets; the tolerance is 2 examples of the 100 in the sweeps.
 SMALL = SuiteSettings(

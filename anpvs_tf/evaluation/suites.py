@@ -14,11 +14,14 @@ import time
 
 import numpy as np
 
-from anpvs_tf import sanity
 from anpvs_tf.complexity import complexity_report
-from anpvs_tf.robustness import AttackSpec
-from anpvs_tf.robustness import RobustnessEvaluator
-from anpvs_tf.robustness import vulnerability_summary
+from anpvs_tf.config import AttackConfig
+from anpvs_tf.evaluation import sanity
+from anpvs_tf.evaluation.engine import RobustnessEvaluator
+from anpvs_tf.evaluation.engine import attack_name
+from anpvs_tf.evaluation.engine import attack_settings
+from anpvs_tf.evaluation.engine import default_step_size
+from anpvs_tf.evaluation.engine import vulnerability_summary
 
 SUITES = ("paper", "full")
 SUITE_ATTACKS = {
@@ -32,11 +35,12 @@ class SuiteSettings:
     """Everything that decides the numbers of an evaluation."""
 
     suite: str = "full"
-    # None: the suite's attacks. Names from robustness.ATTACK_METHODS.
+    # None: the suite's attacks. Names from config.ATTACK_METHODS.
     attacks: tuple | None = None
     norm: str = "linf"
     epsilon: float = 0.3
-    step_size: float = 0.01
+    # None: 2.5 * epsilon / pgd_steps (engine.default_step_size).
+    step_size: float | None = 0.01
     pgd_steps: int = 40
     apgd_steps: int = 100
     restarts: int = 1
@@ -56,18 +60,21 @@ class SuiteSettings:
     def attack_methods(self):
         return tuple(self.attacks or SUITE_ATTACKS[self.suite])
 
-    def spec(self, method):
+    def attack(self, method):
+        """The AttackConfig of one of the suite's attacks."""
         steps = self.apgd_steps if method.startswith("apgd") else (
             self.pgd_steps)
-        return AttackSpec(
+        step_size = self.step_size
+        if step_size is None or method != "pgd":
+            step_size = default_step_size(self.epsilon, steps)
+        return AttackConfig(
             method=method, epsilon=self.epsilon, num_steps=steps,
-            step_size=self.step_size if method == "pgd" else None,
-            norm=self.norm, restarts=self.restarts,
+            step_size=step_size, norm=self.norm, restarts=self.restarts,
             random_start=self.random_start)
 
-    def blackbox_spec(self):
+    def blackbox_attack(self):
         """The paper's transfer attack: the white-box PGD, on the source."""
-        return self.spec("pgd")
+        return self.attack("pgd")
 
 
 def covering_epsilon(norm, image_shape):
@@ -94,12 +101,12 @@ class _Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-def _attack_entry(evaluator, spec, images, labels):
+def _attack_entry(evaluator, attack, images, labels):
     with _Timer() as timer:
-        adversarial = evaluator.craft(spec, images, labels)
+        adversarial = evaluator.craft(attack, images, labels)
     correct, units = evaluator.score(images, labels, adversarial)
     return correct, units, {
-        "settings": spec.to_dict(),
+        "settings": attack_settings(attack),
         "acc": float(np.mean(correct)),
         "vulnerability": vulnerability_summary(units),
         "seconds": timer.seconds,
@@ -110,22 +117,24 @@ def _sweeps(evaluator, settings, images, labels):
     """Robust accuracy against eps and against the number of steps."""
     count = min(settings.sweep_examples, len(labels))
     images, labels = images[:count], labels[:count]
-    base = settings.spec("pgd")
+    base = settings.attack("pgd")
     epsilons = sweep_epsilons(settings, images.shape[1:])
     eps_acc = []
     for epsilon in epsilons:
-        spec = dataclasses.replace(base, epsilon=epsilon, step_size=None)
+        attack = dataclasses.replace(
+            base, epsilon=epsilon,
+            step_size=default_step_size(epsilon, base.num_steps))
         correct, _ = evaluator.score(
-            images, labels, evaluator.craft(spec, images, labels))
+            images, labels, evaluator.craft(attack, images, labels))
         eps_acc.append(float(np.mean(correct)))
     # A fixed step size (the headline attack's), so more steps reach
     # farther and the attack can only get stronger.
-    step_size = base.effective_step_size
+    step_size = base.step_size
     steps_acc = []
     for steps in settings.sweep_steps:
-        spec = dataclasses.replace(base, num_steps=steps, step_size=step_size)
+        attack = dataclasses.replace(base, num_steps=steps)
         correct, _ = evaluator.score(
-            images, labels, evaluator.craft(spec, images, labels))
+            images, labels, evaluator.craft(attack, images, labels))
         steps_acc.append(float(np.mean(correct)))
     clean = float(np.mean(evaluator.clean_correct(images, labels)))
     return {
@@ -143,9 +152,9 @@ def _zero_epsilon_acc(evaluator, settings, images, labels):
     """PGD at eps 0 on the sweep subset (the paper suite has no sweep)."""
     count = min(settings.sweep_examples, len(labels))
     images, labels = images[:count], labels[:count]
-    spec = dataclasses.replace(settings.spec("pgd"), epsilon=0.0)
+    attack = dataclasses.replace(settings.attack("pgd"), epsilon=0.0)
     correct, _ = evaluator.score(
-        images, labels, evaluator.craft(spec, images, labels))
+        images, labels, evaluator.craft(attack, images, labels))
     clean = evaluator.clean_correct(images, labels)
     return float(np.mean(clean)), float(np.mean(correct))
 
@@ -170,7 +179,7 @@ def _sanity_checks(report, settings, num_classes):
         checks["eps_zero_equals_clean"] = sanity.zero_epsilon_equals_clean(
             zero["clean_acc"], zero["acc"])
     attacks = report["attacks"]
-    pgd_name = settings.spec("pgd").name
+    pgd_name = attack_name(settings.attack("pgd"))
     if report.get("blackbox") and pgd_name in attacks:
         checks["blackbox_not_below_whitebox"] = (
             sanity.blackbox_not_below_whitebox(
@@ -190,7 +199,7 @@ def _sanity_checks(report, settings, num_classes):
 def run_suite(target, images, labels, settings, source=None,
               source_name=None, num_classes=10, complexity=True,
               log=lambda message: None):
-    """Evaluates `target` (a robustness.Classifier); returns the report.
+    """Evaluates `target` (a classifier.Classifier); returns the report.
 
     source: a separately trained Classifier for the black-box transfer
     attack (its PGD examples are fed to the target), or None.
@@ -214,31 +223,33 @@ def run_suite(target, images, labels, settings, source=None,
     survived = clean_correct.copy()
     unit_vulnerability = {}
     for method in settings.attack_methods:
-        spec = settings.spec(method)
-        correct, units, entry = _attack_entry(evaluator, spec, images, labels)
-        report["attacks"][spec.name] = entry
+        attack = settings.attack(method)
+        name = attack_name(attack)
+        correct, units, entry = _attack_entry(
+            evaluator, attack, images, labels)
+        report["attacks"][name] = entry
         survived &= correct
-        log(f"{spec.name}: {100 * entry['acc']:.2f} % "
+        log(f"{name}: {100 * entry['acc']:.2f} % "
             f"({entry['seconds']:.0f} s)")
         if method == "pgd":
             unit_vulnerability["white"] = units
-    pgd = report["attacks"].get(settings.spec("pgd").name)
+    pgd = report["attacks"].get(attack_name(settings.attack("pgd")))
     if pgd:
         report["pgd_acc"] = pgd["acc"]
         report["vulnerability_white"] = pgd["vulnerability"]["overall"]
     report["blackbox"] = None
     if source is not None:
-        spec = settings.blackbox_spec()
+        attack = settings.blackbox_attack()
         with _Timer() as timer:
             crafted = RobustnessEvaluator(
                 source, settings.batch_size, settings.seed
-            ).craft(spec, images, labels)
+            ).craft(attack, images, labels)
         correct, units = evaluator.score(images, labels, crafted)
         survived &= correct
         unit_vulnerability["black"] = units
         vulnerability = vulnerability_summary(units)
         report["blackbox"] = {
-            "source": source_name, "settings": spec.to_dict(),
+            "source": source_name, "settings": attack_settings(attack),
             "acc": float(np.mean(correct)), "vulnerability": vulnerability,
             "seconds": timer.seconds,
         }

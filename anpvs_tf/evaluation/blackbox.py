@@ -9,7 +9,7 @@ target's twin) and cached next to the target.
 from pathlib import Path
 
 from anpvs_tf import config as config_lib
-from anpvs_tf.config import ConfigError
+from anpvs_tf.errors import ConfigError
 from anpvs_tf.registry import get_experiment
 from anpvs_tf.training import train
 from anpvs_tf.workdir import load_trained_model

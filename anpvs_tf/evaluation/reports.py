@@ -8,9 +8,10 @@ import tempfile
 from pathlib import Path
 
 from anpvs_tf import files
-from anpvs_tf.config import ConfigError
-from anpvs_tf.plots import plot_accuracy_vs_epsilon
-from anpvs_tf.plots import plot_vulnerability_distribution
+from anpvs_tf.errors import ConfigError
+from anpvs_tf.evaluation.plots import plot_accuracy_vs_epsilon
+from anpvs_tf.evaluation.plots import plot_vulnerability_distribution
+from anpvs_tf.evaluation.tables import markdown_table
 
 
 def report_paths(prefix):
@@ -89,12 +90,12 @@ def format_report(report, title=None):
         + (f" (EOT over {report['eot_samples']} samples)"
            if report["gates"] == "sampled" else "") + ".",
         "",
-        "| attack | budget | accuracy % | vulnerability |",
-        "|---|---|---|---|",
+        *markdown_table(
+            ("attack", "budget", "accuracy %", "vulnerability"),
+            [(name, budget, _percent(acc),
+              "" if vulnerability is None else f"{vulnerability:.4f}")
+             for name, budget, acc, vulnerability in _attack_rows(report)]),
     ]
-    for name, budget, acc, vulnerability in _attack_rows(report):
-        shown = "" if vulnerability is None else f"{vulnerability:.4f}"
-        lines.append(f"| {name} | {budget} | {_percent(acc)} | {shown} |")
     lines += _layer_table(report)
     lines += _sweep_tables(report.get("sweeps"))
     lines += _check_table(report["sanity_checks"])
@@ -114,12 +115,13 @@ def _layer_table(report):
     black = (report.get("blackbox") or {}).get("vulnerability")
     if not white:
         return []
-    lines = ["", "Vulnerability per gated layer (mean |f(x) - f(x_adv)|):",
-             "", "| layer | white-box | black-box |", "|---|---|---|"]
-    for layer, value in white["per_layer"].items():
-        other = f"{black['per_layer'][layer]:.4f}" if black else "n/a"
-        lines.append(f"| {layer} | {value:.4f} | {other} |")
-    return lines
+    rows = [
+        (layer, f"{value:.4f}",
+         f"{black['per_layer'][layer]:.4f}" if black else "n/a")
+        for layer, value in white["per_layer"].items()
+    ]
+    return ["", "Vulnerability per gated layer (mean |f(x) - f(x_adv)|):",
+            "", *markdown_table(("layer", "white-box", "black-box"), rows)]
 
 
 def _sweep_tables(sweeps):
@@ -130,27 +132,24 @@ def _sweep_tables(sweeps):
         "", (f"Sweeps on the first {sweeps['examples']:,} examples (clean "
         f"{_percent(sweeps['clean_acc'])} %):"), "",
         f"PGD-{eps['num_steps']}, step {eps['step_size']}:", "",
-        "| eps | " + " | ".join(f"{v:g}" for v in eps["values"]) + " |",
-        "|---" * (len(eps["values"]) + 1) + "|",
-        "| accuracy % | " + " | ".join(_percent(a) for a in eps["acc"])
-        + " |",
+        *markdown_table(
+            ("eps", *(f"{v:g}" for v in eps["values"])),
+            [("accuracy %", *(_percent(a) for a in eps["acc"]))]),
         "", f"eps {steps['epsilon']:g}, step {steps['step_size']:g}:", "",
-        "| steps | " + " | ".join(str(v) for v in steps["values"]) + " |",
-        "|---" * (len(steps["values"]) + 1) + "|",
-        "| accuracy % | " + " | ".join(_percent(a) for a in steps["acc"])
-        + " |",
+        *markdown_table(
+            ("steps", *steps["values"]),
+            [("accuracy %", *(_percent(a) for a in steps["acc"]))]),
     ]
 
 
 def _check_table(checks):
     if not checks:
         return ["", "Sanity checks: not run."]
-    lines = ["", "| sanity check | result | detail |", "|---|---|---|"]
-    for name, check in checks.items():
-        result = {True: "passed", False: "**FAILED**", None: "skipped"}[
-            check["passed"]]
-        lines.append(f"| {name} | {result} | {check['detail']} |")
-    return lines
+    results = {True: "passed", False: "**FAILED**", None: "skipped"}
+    return ["", *markdown_table(
+        ("sanity check", "result", "detail"),
+        [(name, results[check["passed"]], check["detail"])
+         for name, check in checks.items()])]
 
 
 def write_report(report, prefix, overwrite=False, others=None, title=None):

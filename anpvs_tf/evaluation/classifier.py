@@ -36,12 +36,19 @@ class Classifier:
             )
         ]
 
+    def _outputs(self, x, training):
+        # float32 whatever the layers' policy, as the training model's
+        # (model.py): attacks and scores then see the same numbers.
+        return tf.nest.map_structure(
+            lambda t: tf.cast(t, tf.float32),
+            self.network(x, training=training))
+
     @property
     def sampled(self):
         return self.gates == "sampled"
 
     def attack_logits(self, x):
-        return self.network(x, training=self.sampled)["logits"]
+        return self._outputs(x, self.sampled)["logits"]
 
     def _reset_noise(self, batch_index):
         for generator in self._noise_sources:
@@ -52,13 +59,13 @@ class Classifier:
     def predict_logits(self, x, batch_index):
         """Logits that decide the prediction (log mean probs if sampled)."""
         if not self.sampled:
-            return self.network(x, training=False)["logits"]
+            return self._outputs(x, False)["logits"]
         self._reset_noise(batch_index)
         probs = [
-            tf.nn.softmax(self.network(x, training=True)["logits"])
+            tf.nn.softmax(self._outputs(x, True)["logits"])
             for _ in range(self.eot_samples)
         ]
         return tf.math.log(tf.add_n(probs) / self.eot_samples + 1e-30)
 
     def features(self, x):
-        return self.network(x, training=False)["features"]
+        return self._outputs(x, False)["features"]

@@ -1,39 +1,52 @@
-"""Robustness and complexity figures of a trained model."""
+"""The final numbers of a training run (results.json), from the engine.
+
+train.py scores its model with the same engine as evaluate.py
+(engine.RobustnessEvaluator), so the two agree on the same images,
+attack and seed.
+"""
 
 import time
 
-from anpvs_tf import data
+import numpy as np
+
 from anpvs_tf.complexity import complexity_report
+from anpvs_tf.evaluation.classifier import Classifier
+from anpvs_tf.evaluation.engine import RobustnessEvaluator
+from anpvs_tf.evaluation.engine import attack_name
+from anpvs_tf.evaluation.engine import vulnerability_summary
+from anpvs_tf.evaluation.tables import markdown_table
 
 
-def evaluate_model(model, images, labels, eval_config):
+def evaluate_model(model, images, labels, eval_config, seed=0):
     """Clean and PGD accuracy, vulnerability and complexity, as a dict.
 
     Runs over the whole given test set, in a fixed order (the reference
     code scored a different window of the test set each epoch: SPEC
-    pitfall 6). Accuracies are fractions in [0, 1].
+    pitfall 6), with inference-mode gates. Accuracies are fractions in
+    [0, 1]. seed: of the attack's random start (evaluate.py --seed).
     """
     attack = eval_config.attack
-    model.set_eval_attack(attack)
-    dataset = data.eval_dataset(images, labels, eval_config.batch_size)
+    evaluator = RobustnessEvaluator(
+        Classifier(model.network), eval_config.batch_size, seed)
     start = time.perf_counter()
-    logs = model.evaluate(dataset, verbose=0, return_dict=True)
+    clean_correct = evaluator.clean_correct(images, labels)
+    adversarial = evaluator.craft(attack, images, labels)
+    adversarial_correct, units = evaluator.score(images, labels, adversarial)
     seconds = time.perf_counter() - start
-    report = complexity_report(model.network)
     return {
         "test_examples": int(len(labels)),
         "attack": {
-            "name": f"pgd{attack.num_steps}",
+            "name": attack_name(attack),
             "epsilon": attack.epsilon,
             "step_size": attack.step_size,
             "num_steps": attack.num_steps,
             "random_start": attack.random_start,
         },
-        "clean_acc": float(logs["clean_accuracy"]),
-        "pgd_acc": float(logs["adv_accuracy"]),
-        "vulnerability": float(logs["vs_loss"]),
+        "clean_acc": float(np.mean(clean_correct)),
+        "pgd_acc": float(np.mean(adversarial_correct)),
+        "vulnerability": vulnerability_summary(units)["overall"],
         "eval_seconds": seconds,
-        **report,
+        **complexity_report(model.network),
     }
 
 
@@ -60,10 +73,7 @@ def format_results(results):
         ),
         ("test examples", f"{results['test_examples']:,}"),
     ]
-    width = max(len(name) for name, _ in rows)
-    lines = [f"| {'metric'.ljust(width)} | value |",
-             f"|{'-' * (width + 2)}|-------|"]
-    lines += [f"| {name.ljust(width)} | {value} |" for name, value in rows]
+    lines = markdown_table(("metric", "value"), rows)
     per_gate = results.get("active_units_per_gate") or {}
     if per_gate:
         lines.append("")

@@ -1,6 +1,7 @@
 """Runs attacks over a test set and scores them per example.
 
-The engine under `evaluate.py`: it crafts adversarial examples in batches
+The one evaluation engine, under `evaluate.py` and train.py's final
+numbers: it crafts adversarial examples in batches
 (each batch one call of a traced function, so no per-step Python), and
 scores any set of adversarial images on a target network: which examples
 it still classifies correctly, and how far each gated feature moved (the
@@ -14,61 +15,35 @@ import numpy as np
 import tensorflow as tf
 
 from anpvs_tf.apgd import apgd_attack
-from anpvs_tf.attacks import NORMS
 from anpvs_tf.attacks import fgsm_attack
 from anpvs_tf.attacks import pgd_attack
-
-ATTACK_METHODS = ("fgsm", "pgd", "apgd_ce", "apgd_dlr")
-
-
-@dataclasses.dataclass(frozen=True)
-class AttackSpec:
-    """One attack run: method, threat model and budget.
-
-    step_size (PGD only) of None uses 2.5 * epsilon / num_steps, the usual
-    rule that lets PGD cross the ball from its random start.
-    """
-
-    method: str = "pgd"
-    epsilon: float = 0.3
-    num_steps: int = 40
-    step_size: float | None = None
-    norm: str = "linf"
-    restarts: int = 1
-    random_start: bool = True
-
-    def __post_init__(self):
-        if self.method not in ATTACK_METHODS:
-            raise ValueError(
-                f"unknown attack '{self.method}'; choose from "
-                f"{', '.join(ATTACK_METHODS)}")
-        if self.norm not in NORMS:
-            raise ValueError(f"unknown norm '{self.norm}'; choose from "
-                             f"{', '.join(NORMS)}")
-
-    @property
-    def name(self):
-        base = f"pgd{self.num_steps}" if self.method == "pgd" else self.method
-        return base if self.norm == "linf" else f"{base}_{self.norm}"
-
-    @property
-    def effective_step_size(self):
-        if self.step_size is not None:
-            return self.step_size
-        return 2.5 * self.epsilon / max(self.num_steps, 1)
-
-    def to_dict(self):
-        settings = dataclasses.asdict(self)
-        if self.method == "pgd":
-            settings["step_size"] = self.effective_step_size
-        else:
-            del settings["step_size"]
-        if self.method == "fgsm":
-            settings.update(num_steps=1, random_start=False, restarts=1)
-        return {"name": self.name, **settings}
+from anpvs_tf.losses import vulnerability
 
 
-def _craft_function(classifier, spec, seed_generator):
+def default_step_size(epsilon, num_steps):
+    """2.5 * epsilon / num_steps: the usual PGD step, which lets PGD cross
+    the ball from its random start."""
+    return 2.5 * epsilon / max(num_steps, 1)
+
+
+def attack_name(attack):
+    """pgd40, fgsm, apgd_ce, ...; non-L-inf norms as a suffix (pgd40_l2)."""
+    base = (f"pgd{attack.num_steps}" if attack.method == "pgd"
+            else attack.method)
+    return base if attack.norm == "linf" else f"{base}_{attack.norm}"
+
+
+def attack_settings(attack):
+    """The settings of a report: only those the method reads."""
+    settings = {"name": attack_name(attack), **dataclasses.asdict(attack)}
+    if attack.method != "pgd":
+        del settings["step_size"]
+    if attack.method == "fgsm":
+        settings.update(num_steps=1, random_start=False, restarts=1)
+    return settings
+
+
+def _craft_function(classifier, attack, seed_generator):
     """A traced batch attack.
 
     epsilon, step size and (for PGD) the number of steps are tensor
@@ -76,22 +51,23 @@ def _craft_function(classifier, spec, seed_generator):
     """
 
     def craft(x, y, epsilon, step_size, num_steps):
-        common = {"eot_samples": classifier.eot_samples, "norm": spec.norm}
-        if spec.method == "fgsm":
+        common = {"eot_samples": classifier.eot_samples,
+                  "norm": attack.norm}
+        if attack.method == "fgsm":
             return fgsm_attack(
                 classifier.attack_logits, x, y, epsilon=epsilon, **common)
-        if spec.method == "pgd":
+        if attack.method == "pgd":
             return pgd_attack(
                 classifier.attack_logits, x, y, epsilon=epsilon,
                 step_size=step_size, num_steps=num_steps,
-                random_start=spec.random_start,
-                seed_generator=seed_generator, restarts=spec.restarts,
+                random_start=attack.random_start,
+                seed_generator=seed_generator, restarts=attack.restarts,
                 **common)
         return apgd_attack(
             classifier.attack_logits, x, y, epsilon=epsilon,
-            num_steps=spec.num_steps, loss=spec.method.split("_")[1],
-            random_start=spec.random_start, seed_generator=seed_generator,
-            restarts=spec.restarts, **common)
+            num_steps=attack.num_steps, loss=attack.method.split("_")[1],
+            random_start=attack.random_start, seed_generator=seed_generator,
+            restarts=attack.restarts, **common)
 
     # reduce_retracing: the last, shorter batch does not trace again.
     return tf.function(craft, reduce_retracing=True)
@@ -100,7 +76,7 @@ def _craft_function(classifier, spec, seed_generator):
 class RobustnessEvaluator:
     """Crafts and scores adversarial examples for one classifier, batched.
 
-    Every craft() restarts the attack noise from `seed`, so the same spec
+    Every craft() restarts the attack noise from `seed`, so the same attack
     gives the same examples, and a sweep over eps uses the same random
     directions at every point (differences between points are then the
     attack's, not the noise's).
@@ -121,21 +97,27 @@ class RobustnessEvaluator:
         ):
             yield index, [a[start : start + self.batch_size] for a in arrays]
 
-    def craft(self, spec, images, labels):
-        """Adversarial images (numpy) for every example."""
-        key = dataclasses.replace(
-            spec, epsilon=0.0, step_size=0.0,
-            num_steps=0 if spec.method == "pgd" else spec.num_steps)
+    def craft(self, attack, images, labels):
+        """Adversarial images (numpy) for every example.
+
+        attack: a config.AttackConfig (the one attack-settings type).
+        """
+        # One trace per kind of attack: epsilon, the step size and PGD's
+        # number of steps are tensor arguments of it.
+        key = (attack.method, attack.norm, attack.random_start,
+               attack.restarts,
+               0 if attack.method == "pgd" else attack.num_steps)
         if key not in self._crafters:
             generator = keras.random.SeedGenerator(self.seed)
             self._crafters[key] = (
-                _craft_function(self.classifier, spec, generator), generator)
+                _craft_function(self.classifier, attack, generator),
+                generator)
         craft, generator = self._crafters[key]
         generator.state.assign(
             tf.cast([self.seed, 0], generator.state.dtype))
-        epsilon = tf.constant(spec.epsilon, tf.float32)
-        step_size = tf.constant(spec.effective_step_size, tf.float32)
-        num_steps = tf.constant(spec.num_steps, tf.int32)
+        epsilon = tf.constant(attack.epsilon, tf.float32)
+        step_size = tf.constant(attack.step_size, tf.float32)
+        num_steps = tf.constant(attack.num_steps, tf.int32)
         out = [
             craft(tf.constant(x), tf.constant(y), epsilon, step_size,
                   num_steps).numpy()
@@ -152,15 +134,11 @@ class RobustnessEvaluator:
 
     def _score_batch(self, x, x_adv, y, batch_index):
         correct = self._predict_batch(x_adv, y, batch_index)
-        clean = self.classifier.features(x)
-        adversarial = self.classifier.features(x_adv)
-        unit_sums = {}
-        for name in clean:
-            distance = tf.abs(clean[name] - adversarial[name])
-            spatial = list(range(1, len(distance.shape) - 1))
-            if spatial:
-                distance = tf.reduce_mean(distance, axis=spatial)
-            unit_sums[name] = tf.reduce_sum(distance, axis=0)
+        per_unit = vulnerability(
+            self.classifier.features(x), self.classifier.features(x_adv),
+            per_unit=True)
+        unit_sums = {name: tf.reduce_sum(distance, axis=0)
+                     for name, distance in per_unit.items()}
         return correct, unit_sums
 
     def clean_correct(self, images, labels):
