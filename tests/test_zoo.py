@@ -1,4 +1,5 @@
-"""Every zoo entry builds, trains one step and evaluates one step."""
+"""Every architecture has its parameter count pinned; every zoo entry
+builds, trains one step and evaluates one step (on a tiny variant)."""
 
 import keras
 import numpy as np
@@ -12,6 +13,7 @@ from anpvs_tf.optimizers import make_optimizers
 from anpvs_tf.registry import get_experiment
 from anpvs_tf.registry import build_network
 from anpvs_tf.registry import list_experiments
+from anpvs_tf.registry import list_models
 from anpvs_tf.training import build_model
 
 # Gated units: LeNet 20 + 50 + 800 (4x4x50 flattened) + 500; VGG-16 the
@@ -76,6 +78,10 @@ def test_every_entry_is_a_valid_recipe_with_its_name():
         config_lib.validate(config)
         architecture, dataset = config.model.architecture, config.data.dataset
         assert entry == f"{architecture}_{dataset}_{config.train.method}"
+
+
+def test_every_architecture_has_a_pinned_parameter_count():
+    assert sorted(PLAIN_PARAMS) == list_models()
 
 
 @pytest.mark.parametrize("architecture", sorted(PLAIN_PARAMS))
