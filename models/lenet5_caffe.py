@@ -1,6 +1,7 @@
 """LeNet-5-Caffe, gated as in ANP-VS, and its MNIST recipes."""
 
 import dataclasses
+import functools
 
 import keras
 from keras import layers
@@ -18,6 +19,11 @@ from anpvs_tf.registry import register_experiment
 from anpvs_tf.registry import register_model
 
 
+# A few-thousand-parameter variant with the same layers, for tests that
+# only need "a LeNet" (like timm's test_* models).
+TINY = {"conv_channels": (4, 8), "hidden_units": 16}
+
+
 @register_model("lenet5_caffe")
 def lenet5_caffe(
     num_classes=10,
@@ -26,11 +32,15 @@ def lenet5_caffe(
     gate_concentration1_init=None,
     gate_concentration0_init=0.5413,
     seed=None,
+    conv_channels=(20, 50),
+    hidden_units=500,
 ):
     """conv5x5x20 - pool - conv5x5x50 - pool - fc500 - fc, 1370 gated units.
 
     Gates sit on the conv outputs (after bias, before ReLU), on the 800
     flattened features and on the 500 hidden units (SPEC).
+    `conv_channels` (one 5x5 conv + 2x2 pool each) and `hidden_units`
+    resize it; the defaults are the paper's network.
     """
     gate = GatePlacer(
         gated,
@@ -39,28 +49,24 @@ def lenet5_caffe(
         seed,
     )
     inputs = keras.Input(shape=input_shape, name="images")
-    x = layers.Conv2D(20, 5, name="conv1")(inputs)
-    x = gate(x, "conv1_gate")
-    conv1 = x = layers.ReLU(name="conv1_relu")(x)
-    x = layers.MaxPooling2D(2, name="pool1")(x)
-    x = layers.Conv2D(50, 5, name="conv2")(x)
-    x = gate(x, "conv2_gate")
-    conv2 = x = layers.ReLU(name="conv2_relu")(x)
-    x = layers.MaxPooling2D(2, name="pool2")(x)
+    x = inputs
+    features = {}
+    for conv, channels in enumerate(conv_channels, start=1):
+        x = layers.Conv2D(channels, 5, name=f"conv{conv}")(x)
+        x = gate(x, f"conv{conv}_gate")
+        x = features[f"conv{conv}"] = layers.ReLU(name=f"conv{conv}_relu")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{conv}")(x)
     x = layers.Flatten(name="flatten")(x)
-    flat = x = gate(x, "flatten_gate")
-    x = layers.Dense(500, name="fc1")(x)
+    x = features["flatten"] = gate(x, "flatten_gate")
+    x = layers.Dense(hidden_units, name="fc1")(x)
     x = layers.ReLU(name="fc1_relu")(x)
-    hidden = x = gate(x, "fc1_gate")
+    x = features["fc1"] = gate(x, "fc1_gate")
     logits = layers.Dense(num_classes, name="fc2")(x)
-    features = {
-        "conv1": conv1,
-        "conv2": conv2,
-        "flatten": flat,
-        "fc1": hidden,
-    }
     name = "lenet5_caffe_gated" if gated else "lenet5_caffe"
     return keras.Model(inputs, network_outputs(logits, features), name=name)
+
+
+register_model("lenet5_caffe_tiny")(functools.partial(lenet5_caffe, **TINY))
 
 
 def _mnist_recipe(method, **loss):

@@ -6,6 +6,8 @@ stages of two basic blocks, 64-128-256-512 channels. It is not in the
 ANP-VS paper; its recipes reuse the paper's CIFAR hyper-parameters.
 """
 
+import functools
+
 import keras
 from keras import layers
 
@@ -20,8 +22,12 @@ from .cifar import cifar_recipe
 from .cifar import gate_inits
 from .cifar import standardise
 
-STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (channels, first stride)
+STAGE_CHANNELS = (64, 128, 256, 512)
 BLOCKS_PER_STAGE = 2
+# Two stages of one block: an identity and a strided projection shortcut,
+# as in the full network, with ~5k parameters, for tests that only need
+# "a ResNet" (like timm's test_* models).
+TINY = {"stage_channels": (8, 16), "blocks_per_stage": 1}
 
 
 def _conv(x, channels, kernel, stride, name):
@@ -37,6 +43,8 @@ def resnet18(
     gate_concentration1_init=None,
     gate_concentration0_init=0.5413,
     seed=None,
+    stage_channels=STAGE_CHANNELS,
+    blocks_per_stage=BLOCKS_PER_STAGE,
 ):
     """PreAct ResNet-18: BN-ReLU before each conv, identity shortcuts.
 
@@ -44,18 +52,21 @@ def resnet18(
     convolutions included), before the batch-norm or the addition that
     follows, and one on the 512 pooled features before the classifier:
     4,800 conv gates + 512. Conv gates start nearly open (a_raw = 2, as the
-    paper's VGG conv gates), the dense one at -1.
+    paper's VGG conv gates), the dense one at -1. `stage_channels` (the
+    stem has the first stage's width; every later stage halves the
+    resolution) and `blocks_per_stage` resize it; the defaults are
+    ResNet-18.
     """
     conv_gate_init, dense_gate_init = gate_inits(gate_concentration1_init)
     gate = GatePlacer(gated, conv_gate_init, gate_concentration0_init, seed)
     inputs = keras.Input(shape=input_shape, name="images")
     x = standardise(inputs)
-    x = gate(_conv(x, 64, 3, 1, "stem"), "stem_gate")
+    x = gate(_conv(x, stage_channels[0], 3, 1, "stem"), "stem_gate")
     features = {}
-    for stage, (channels, first_stride) in enumerate(STAGES, start=1):
-        for block in range(1, BLOCKS_PER_STAGE + 1):
+    for stage, channels in enumerate(stage_channels, start=1):
+        for block in range(1, blocks_per_stage + 1):
             name = f"stage{stage}_block{block}"
-            stride = first_stride if block == 1 else 1
+            stride = 2 if block == 1 and stage > 1 else 1
             out = layers.BatchNormalization(name=f"{name}_bn1")(x)
             out = layers.ReLU(name=f"{name}_relu1")(out)
             if stride != 1 or x.shape[-1] != channels:
@@ -80,6 +91,9 @@ def resnet18(
     logits = layers.Dense(num_classes, name="classifier")(x)
     name = "resnet18_gated" if gated else "resnet18"
     return keras.Model(inputs, network_outputs(logits, features), name=name)
+
+
+register_model("resnet18_tiny")(functools.partial(resnet18, **TINY))
 
 
 for _dataset in CIFAR_LOSS:  # the paper's VGG values of beta and lambda

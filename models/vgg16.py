@@ -1,5 +1,7 @@
 """VGG-16 for CIFAR, gated as in ANP-VS, and its CIFAR-10/100 recipes."""
 
+import functools
+
 import keras
 from keras import layers
 
@@ -17,6 +19,15 @@ from .cifar import standardise
 # Output channels of the 13 convolutions; "M" is a 2x2 max-pooling.
 VGG16_CHANNELS = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
                   512, 512, 512, "M", 512, 512, 512, "M")
+# A VGG with the same kinds of layers (both dropout rates, five poolings
+# down to 1x1 at 32 px) and ~6k parameters, for tests that only need
+# "a VGG" (like timm's test_* models).
+TINY = {
+    "channels": (4, 4, "M", 8, 8, "M", 8, "M", 16, "M", 16, "M"),
+    "hidden_units": 16,
+}
+
+
 def _conv_dropout(index, channels):
     """The common CIFAR VGG's dropout after conv `index` (0-based), or 0.
 
@@ -36,6 +47,8 @@ def vgg16(
     gate_concentration1_init=None,
     gate_concentration0_init=0.5413,
     seed=None,
+    channels=VGG16_CHANNELS,
+    hidden_units=512,
 ):
     """13 conv3x3 SAME + BN + ReLU, dense 512 + BN + ReLU, dense classes.
 
@@ -44,7 +57,8 @@ def vgg16(
     the classifier) (SPEC). `gate_concentration1_init`, when given, replaces
     the paper's per-layer initialisation on every gate. The base (ungated)
     network uses dropout 0.3/0.4/0.5 like the common CIFAR VGG; the gated
-    one has none (SPEC).
+    one has none (SPEC). `channels` (conv widths and "M" poolings) and
+    `hidden_units` resize it; the defaults are VGG-16.
     """
     conv_gate_init, dense_gate_init = gate_inits(gate_concentration1_init)
     gate = GatePlacer(gated, dense_gate_init, gate_concentration0_init, seed)
@@ -57,22 +71,22 @@ def vgg16(
     x = standardise(inputs)
     features = {}
     conv = pool = 0
-    for index, channels in enumerate(VGG16_CHANNELS):
-        if channels == "M":
+    for index, width in enumerate(channels):
+        if width == "M":
             pool += 1
             x = layers.MaxPooling2D(2, name=f"pool{pool}")(x)
             continue
         conv += 1
-        x = layers.Conv2D(channels, 3, padding="same", name=f"conv{conv}")(x)
+        x = layers.Conv2D(width, 3, padding="same", name=f"conv{conv}")(x)
         x = gate(x, f"conv{conv}_gate", conv_gate_init)
         x = layers.BatchNormalization(name=f"conv{conv}_bn")(x)
         features[f"conv{conv}"] = x = layers.ReLU(name=f"conv{conv}_relu")(x)
-        x = dropout(x, _conv_dropout(index, VGG16_CHANNELS),
+        x = dropout(x, _conv_dropout(index, channels),
                     f"conv{conv}_dropout")
     x = layers.Flatten(name="flatten")(x)
     features["flatten"] = x = gate(x, "flatten_gate")
     x = dropout(x, 0.5, "flatten_dropout")
-    x = layers.Dense(512, name="fc1")(x)
+    x = layers.Dense(hidden_units, name="fc1")(x)
     x = layers.BatchNormalization(name="fc1_bn")(x)
     x = layers.ReLU(name="fc1_relu")(x)
     features["fc1"] = x = gate(x, "fc1_gate")
@@ -80,6 +94,9 @@ def vgg16(
     logits = layers.Dense(num_classes, name="fc2")(x)
     name = "vgg16_gated" if gated else "vgg16"
     return keras.Model(inputs, network_outputs(logits, features), name=name)
+
+
+register_model("vgg16_tiny")(functools.partial(vgg16, **TINY))
 
 
 for _dataset in CIFAR_LOSS:

@@ -11,7 +11,8 @@ from tests.tiny_runs import run_config
 
 def test_base_method_at_trains_an_adversarial_base(tmp_path):
     config = run_config("lenet5_caffe_mnist_anp_vs", 1,
-                        **{"train.base_method": "at"})
+                        **{"train.base_method": "at",
+                           "model.architecture": "lenet5_caffe_tiny"})
     train(config, tmp_path, verbose=0)
     base = json.loads((tmp_path / "base" / "results.json").read_text())
     assert base["method"] == "at"

@@ -87,7 +87,8 @@ def test_a_run_resumed_past_gate_epochs_starts_frozen(mnist_test_batch):
 
 def test_train_config_gate_epochs_reaches_the_run(tmp_path):
     config = run_config("lenet5_caffe_mnist_anp_vs", 2,
-                        **{"train.gate_epochs": 1})
+                        **{"train.gate_epochs": 1,
+                           "model.architecture": "lenet5_caffe_tiny"})
     train(config, tmp_path, verbose=0)
     reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
     iterations = {

@@ -229,18 +229,25 @@ def history_epochs(workdir):
     return [int(line.split(",")[0]) for line in lines[1:]]
 
 
+@pytest.fixture(scope="module")
+def interrupted_after_two_epochs(tmp_path_factory):
+    """A 3-epoch run killed once epoch 2 is saved; tests damage copies."""
+    workdir = tmp_path_factory.mktemp("interrupted") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        interrupt_after_epoch(patch, 2)
+        with pytest.raises(KeyboardInterrupt):
+            train(run_config(MODEL, 3), workdir, verbose=0, log=quiet)
+    return workdir
+
+
 @pytest.mark.parametrize("damage", ["index", "latest"])
 def test_resume_after_a_damaged_index_or_checkpoint_repeats_no_rows(
-    tmp_path, monkeypatch, damage
+    tmp_path, interrupted_after_two_epochs, damage
 ):
     """A garbled `checkpoint` index resumes from the newest ckpt file
     (not from epoch 0); a damaged newest ckpt falls back one epoch. Either
     way history.csv lists every epoch once."""
-    workdir = tmp_path / "run"
-    interrupt_after_epoch(monkeypatch, 2)
-    with pytest.raises(KeyboardInterrupt):
-        train(run_config(MODEL, 3), workdir, verbose=0, log=quiet)
-    monkeypatch.undo()
+    workdir = copy_tree(interrupted_after_two_epochs, tmp_path / "run")
     checkpoints = workdir / "checkpoints"
     if damage == "index":
         (checkpoints / "checkpoint").write_text('model_checkpoint_path: "ck')

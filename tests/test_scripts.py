@@ -106,7 +106,8 @@ def tiny_config(epochs):
         **{"train.epochs": epochs, "train.batch_size": 32,
            "data.train_examples": 96, "data.test_examples": 32,
            "data.monitor_examples": 0, "attack.num_steps": 2,
-           "eval.attack.num_steps": 1},
+           "eval.attack.num_steps": 1,
+           "model.architecture": "lenet5_caffe_tiny"},
     )
 
 

@@ -87,6 +87,8 @@ def tiny_search(tmp_path_factory):
     config = run_config("lenet5_caffe_mnist_anp_vs", 1, **{
         "data.validation_examples": 64, "data.test_examples": 64,
         "data.monitor_examples": 0, "train.batch_size": 64,
+        # The search, not the network, is under test: a tiny LeNet.
+        "model.architecture": "lenet5_caffe_tiny",
     })
     project = tmp_path_factory.mktemp("search")
     report = run_search(

@@ -1,4 +1,5 @@
-"""Every zoo entry builds, trains one step and evaluates one step."""
+"""Every architecture has its parameter count pinned; every zoo entry
+builds, trains one step and evaluates one step (on a tiny variant)."""
 
 import keras
 import numpy as np
@@ -10,10 +11,55 @@ from anpvs_tf.methods import GATED_METHODS
 from anpvs_tf.layers import gates_of
 from anpvs_tf.optimizers import make_optimizers
 from anpvs_tf.registry import get_experiment
+from anpvs_tf.registry import build_network
 from anpvs_tf.registry import list_experiments
+from anpvs_tf.registry import list_models
 from anpvs_tf.assembly import build_model
 
-GATED_UNITS = {"lenet5_caffe": 1370, "vgg16": 5248, "resnet18": 5312}
+# Gated units: LeNet 20 + 50 + 800 (4x4x50 flattened) + 500; VGG-16 the
+# 4224 conv channels + 512 flattened + 512 hidden; ResNet-18 the stem 64,
+# 2x2 convs x (64 + 128 + 256 + 512), the shortcuts 128 + 256 + 512 and
+# the 512 pooled features. Tiny: LeNet 4 + 8 + 128 (4x4x8) + 16; VGG
+# 4+4+8+8+8+16+16 + 16 + 16; ResNet 8 + 2x8 + (16 + 2x16) + 16.
+GATED_UNITS = {
+    "lenet5_caffe": 1370, "vgg16": 5248, "resnet18": 5312,
+    "lenet5_caffe_tiny": 156, "vgg16_tiny": 96, "resnet18_tiny": 88,
+}
+# Parameters of the ungated networks with 10 classes, by hand (conv:
+# k*k*in*out + out; dense: in*out + out; batch-norm: 4 per channel,
+# moving statistics included; the ResNet's convs have no bias). A gated
+# network adds 2 parameters (its two Beta concentrations) per gated unit.
+PLAIN_PARAMS = {
+    # conv1 25*1*20+20 = 520, conv2 25*20*50+50 = 25,050,
+    # fc1 800*500+500 = 400,500, fc2 500*10+10 = 5,010.
+    "lenet5_caffe": 431_080,
+    # conv1 9*3*64+64 = 1,792; conv2 9*64*64+64 = 36,928;
+    # conv3 9*64*128+128 = 73,856; conv4 9*128*128+128 = 147,584;
+    # conv5 9*128*256+256 = 295,168; conv6-7 2 x 590,080;
+    # conv8 9*256*512+512 = 1,180,160; conv9-13 5 x 2,359,808
+    # (14,714,688 in all); conv batch-norms 4*4224 = 16,896;
+    # fc1 512*512+512 = 262,656; fc1_bn 2,048; fc2 5,130.
+    "vgg16": 15_001_418,
+    # stem 9*3*64 = 1,728; stage 1: 2 x (256 + 36,864 + 256 + 36,864)
+    # = 148,480; stage 2: bn 256, shortcut 64*128 = 8,192, convs 73,728
+    # + 147,456, bn 512, then 512 + 147,456 + 512 + 147,456: 526,080;
+    # stage 3 likewise 2,100,736; stage 4 8,395,776; final_bn 2,048;
+    # classifier 512*10+10 = 5,130.
+    "resnet18": 11_179_978,
+    # conv1 25*1*4+4 = 104, conv2 25*4*8+8 = 808, fc1 128*16+16 = 2,064,
+    # fc2 16*10+10 = 170.
+    "lenet5_caffe_tiny": 3_146,
+    # convs 112 + 148 + 296 + 584 + 584 + 1,168 + 2,320 = 5,212;
+    # their batch-norms 4*64 = 256; fc1 16*16+16 = 272; fc1_bn 64;
+    # fc2 170.
+    "vgg16_tiny": 5_974,
+    # stem 9*3*8 = 216; stage 1: 32 + 576 + 32 + 576 = 1,216; stage 2:
+    # bn 32, shortcut 8*16 = 128, convs 9*8*16 = 1,152 and 9*16*16 =
+    # 2,304, bn 64: 3,680; final_bn 64; classifier 16*10+10 = 170.
+    "resnet18_tiny": 5_346,
+}
+INPUT_SHAPES = {"lenet5_caffe": (28, 28, 1), "vgg16": (32, 32, 3),
+                "resnet18": (32, 32, 3)}
 
 
 def tiny_batch(dataset, size=4):
@@ -35,12 +81,33 @@ def test_every_entry_is_a_valid_recipe_with_its_name():
         assert entry == f"{architecture}_{dataset}_{config.train.method}"
 
 
+def test_every_architecture_has_a_pinned_parameter_count():
+    assert sorted(PLAIN_PARAMS) == list_models()
+
+
+@pytest.mark.parametrize("architecture", sorted(PLAIN_PARAMS))
+def test_parameter_counts_are_pinned(architecture):
+    """Full-size and tiny networks, gated and ungated, have the
+    parameter counts worked out by hand above."""
+    input_shape = INPUT_SHAPES[architecture.removesuffix("_tiny")]
+    for gated in (False, True):
+        network = build_network(architecture, gated=gated, seed=0,
+                                input_shape=input_shape)
+        units = sum(gate.units for gate in gates_of(network))
+        assert units == (GATED_UNITS[architecture] if gated else 0)
+        assert network.count_params() == (
+            PLAIN_PARAMS[architecture] + 2 * units)
+
+
 @pytest.mark.parametrize("entry", list_experiments())
 def test_entry_trains_and_evaluates_one_step(entry):
     config = get_experiment(entry)
-    # One PGD step: the attack's cost is not what this test is about.
+    # One PGD step: the attack's cost is not what this test is about; the
+    # recipe's architecture at tiny size, for the same reason (its full
+    # size is pinned by test_parameter_counts_are_pinned).
     config = config_lib.replace(config, **{
         "attack.num_steps": 1, "eval.attack.num_steps": 1,
+        "model.architecture": f"{config.model.architecture}_tiny",
     })
     images, labels = tiny_batch(config.data.dataset)
     input_shape, num_classes = DATASET_INFO[config.data.dataset]
@@ -50,7 +117,7 @@ def test_entry_trains_and_evaluates_one_step(entry):
     expected = GATED_UNITS[config.model.architecture]
     assert gated_units == (
         expected if config.train.method in GATED_METHODS else 0)
-    # Eager: tracing and optimising VGG's graph would cost most of the time.
+    # Eager: tracing and optimising the graph would cost most of the time.
     model.compile(*make_optimizers(config.train, 10), jit_compile=False,
                   run_eagerly=True)
     before = [w.copy() for w in model.network.get_weights()]
