@@ -207,7 +207,7 @@ def test_reports_are_written_and_never_silently_replaced(full_report,
         assert path.stat().st_size > 0
     assert (tmp_path / "evaluation_vulnerability.png").read_bytes()[
         :4] == b"\x89PNG"
-    with pytest.raises(ConfigError, match="already exists.*--overwrite"):
+    with pytest.raises(ConfigError, match="already exists.*`overwrite`"):
         write_report(full_report, prefix)
     before = (tmp_path / "evaluation_accuracy_vs_eps.png").read_bytes()
     # Other models' reports are drawn into the same plots.

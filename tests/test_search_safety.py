@@ -241,8 +241,8 @@ def test_size_floors_out_of_range_are_config_errors(floors, flag):
 
 
 @pytest.mark.parametrize("values, flag", [
-    ({"min_flops_speedup": math.nan}, "`min_flops_speedup`"),
-    ({"min_sparsity": -math.inf}, "`min_sparsity`"),
+    ({"min_flops_speedup": math.nan}, "--min_flops_speedup"),
+    ({"min_sparsity": -math.inf}, "--min_sparsity"),
     ({"project_dir": ""}, "--project_dir"),
     ({"project_dir": "  "}, "--project_dir"),
 ])

@@ -24,7 +24,7 @@ def load_source(source, target_workdir, target_config, epochs=10,
     if path.is_dir():
         if path.resolve() == Path(target_workdir).resolve():
             raise ConfigError(
-                "--source is the target itself; a black-box source must be "
+                "`source` is the target itself; a black-box source must be "
                 "a separately trained model (another workdir or a zoo entry)")
         config, model = load_trained_model(path)
         _check_same_data(config, target_config, source)
@@ -33,7 +33,7 @@ def load_source(source, target_workdir, target_config, epochs=10,
         recipe = get_experiment(source)
     except ConfigError:
         raise ConfigError(
-            f"--source '{source}' is neither a workdir nor a zoo entry; pass "
+            f"`source` '{source}' is neither a workdir nor a zoo entry; pass "
             "a directory written by train.py or a name from the zoo, e.g. "
             "lenet5_caffe_mnist_standard") from None
     config = config_lib.replace(
@@ -62,6 +62,6 @@ def load_source(source, target_workdir, target_config, epochs=10,
 def _check_same_data(config, target_config, source):
     if config.data.dataset != target_config.data.dataset:
         raise ConfigError(
-            f"--source '{source}' was trained on {config.data.dataset}, the "
+            f"`source` '{source}' was trained on {config.data.dataset}, the "
             f"target on {target_config.data.dataset}; choose a source "
             "trained on the same dataset")

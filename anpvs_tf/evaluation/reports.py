@@ -32,8 +32,8 @@ def check_writable(prefix, overwrite):
     existing = [p for p in report_paths(prefix).values() if p.exists()]
     if existing and not overwrite:
         raise ConfigError(
-            f"'{existing[0]}' already exists; pass --overwrite to replace "
-            "it (and the other files of that report), or --output=<path> "
+            f"'{existing[0]}' already exists; pass `overwrite` to replace "
+            "it (and the other files of that report), or `output`=<path> "
             "to keep both")
     folder = Path(prefix).absolute().parent
     nearest = folder
@@ -42,7 +42,7 @@ def check_writable(prefix, overwrite):
     if not nearest.is_dir():
         raise ConfigError(
             f"cannot write the report into '{folder}': '{nearest}' is a "
-            "file; choose another --output")
+            "file; choose another `output`")
     try:
         # A real write: permission bits do not tell (root, read-only
         # mounts, full disks).
@@ -50,7 +50,7 @@ def check_writable(prefix, overwrite):
     except OSError as error:
         raise ConfigError(
             f"cannot write the report into '{folder}' ({error.strerror}); "
-            "choose a writable --output") from None
+            "choose a writable `output`") from None
 
 
 def _percent(value):
