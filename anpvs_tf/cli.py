@@ -36,11 +36,21 @@ def start():
 
     Its start-up messages are written by C++ before any log level is read,
     so only a redirect of file descriptor 2 hides them; should the import
-    fail, what it wrote is replayed, so nothing of an error is lost.
+    fail, what it wrote is replayed, so nothing of an error is lost. The
+    INFO lines of TensorFlow's Python side (every file a SavedModel or
+    checkpoint save writes) are turned off too: warnings still show.
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if "tensorflow" in sys.modules:
-        return
+    if "tensorflow" not in sys.modules:
+        _import_tensorflow()
+    import tensorflow as tf
+    from absl import logging
+
+    logging.set_verbosity(logging.WARNING)
+    tf.get_logger().setLevel("WARNING")
+
+
+def _import_tensorflow():
     if "TF_CPP_MIN_LOG_LEVEL" in os.environ:  # the user chose a level
         import tensorflow  # noqa: F401
         return

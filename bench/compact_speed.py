@@ -154,7 +154,7 @@ def markdown(report):
         f"{setup['cpu_cores']} CPU cores, median of {setup['rounds']} "
         "interleaved rounds. Load average (1 min) before / after: "
         f"{setup['load_before'][0]:.2f} / {setup['load_after'][0]:.2f} "
-        "(the cores were shared with other jobs).",
+        "(the benchmark's own load included).",
         "",
         "| network | unit sparsity % | params | FLOPs reduction | "
         "examples/s | speed-up | share of FLOPs reduction | max logit diff |",
