@@ -54,6 +54,9 @@ def assert_one_line_error(result, *phrases):
                                              "--data_dir"]),
         (["--dataset=cifar10"], ["embedded data is MNIST only",
                                  "--data_source"]),
+        # Through --override: a key without a flag of its own stays a key.
+        (["--override=train.decay_fractions=0.5,2"],
+         ["train.decay_fractions must lie in (0, 1)", "(0.5, 2.0)"]),
     ],
 )
 def test_train_rejects_bad_flags_in_one_line(args, phrases, tmp_path):
