@@ -202,3 +202,41 @@ def test_only_the_scripts_import_the_training_orchestration():
                 offenders += [f"{path.name}: {alias.name}"
                               for alias in node.names if alias.name != "train"]
     assert offenders == []
+
+
+def _imports_of_the_library():
+    """{module: set of anpvs_tf modules it imports}, function-level imports
+    included (a deferred import is still a dependency)."""
+    package = ROOT / "anpvs_tf"
+    modules = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and (
+                    node.module.startswith("anpvs_tf")):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    is_module = (package.parent / Path(*full.split("."))
+                                 ).with_suffix(".py").exists()
+                    found.add(full if is_module else node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names
+                          if a.name.startswith("anpvs_tf.")}
+        modules[name] = found - {name, "anpvs_tf"}
+    return modules
+
+
+def test_the_library_has_no_import_cycle():
+    """Every module depends only on modules below it: the imports form a
+    directed acyclic graph (found by repeatedly removing modules that
+    import nothing left)."""
+    graph = _imports_of_the_library()
+    assert "anpvs_tf.training" in graph and "anpvs_tf.gates" in graph
+    remaining = {name: set(deps) & set(graph) for name, deps in graph.items()}
+    while remaining:
+        leaves = {name for name, deps in remaining.items() if not deps}
+        assert leaves, f"import cycle among {sorted(remaining)}"
+        remaining = {name: deps - leaves for name, deps in remaining.items()
+                     if name not in leaves}
