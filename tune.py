@@ -133,10 +133,10 @@ def resolve_config():
             "such as lenet5_caffe_mnist_anp_vs"
         )
     config = cli.apply_flags(config, aliases=TUNE_FLAGS)
-    config = config_lib.replace(config, **{"data.monitor_examples": 0})
     attack = dataclasses.replace(config.attack,
                                  num_steps=config.eval.attack.num_steps)
-    return config_lib.replace(config, **{"eval.attack": attack})
+    return config_lib.replace(config, **{"data.monitor_examples": 0,
+                                         "eval.attack": attack})
 
 
 def main(argv):

@@ -13,7 +13,6 @@ import tensorflow as tf
 from anpvs_tf.config import ATTACK_NORMS
 from anpvs_tf.replicas import sample_for_global_batch
 
-NORMS = ATTACK_NORMS
 # Keeps divisions by a norm finite when a gradient or step is all zeros.
 _TINY = 1e-12
 
@@ -45,8 +44,9 @@ ATTACK_LOSSES = {"ce": cross_entropy_per_example, "dlr": dlr_loss_per_example}
 
 
 def check_attack_arguments(norm, loss, eot_samples, restarts=1):
-    if norm not in NORMS:
-        raise ValueError(f"`norm` must be one of {NORMS}. Received: {norm=}")
+    if norm not in ATTACK_NORMS:
+        raise ValueError(
+            f"`norm` must be one of {ATTACK_NORMS}. Received: {norm=}")
     if loss not in ATTACK_LOSSES:
         raise ValueError(
             f"`loss` must be one of {tuple(ATTACK_LOSSES)}. Received: {loss=}"

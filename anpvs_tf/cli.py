@@ -179,12 +179,8 @@ def flag_message(message, flag_values=flags.FLAGS, aliases=CONFIG_FLAGS):
 USAGE_ERRORS = (ConfigError, DataError, DamagedFileError, ForeignFilesError)
 
 
-_script_aliases = CONFIG_FLAGS
-
-
 def _error(message, code):
-    print(f"error: {flag_message(message, aliases=_script_aliases)}",
-          file=sys.stderr)
+    print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -206,17 +202,18 @@ def _reject_positional(argv):
                f"such as --name=value{hint}", 2)
 
 
-def run_main(main):
-    """Runs `main`, turning user mistakes into one line and exit code 2."""
+def run_main(main, aliases=CONFIG_FLAGS):
+    """Runs `main`, turning user mistakes into one line and exit code 2;
+    `aliases`: the config flags the script offers (names messages use)."""
 
     def wrapped(argv):
         _reject_positional(argv)
         try:
             return main(argv)
         except USAGE_ERRORS as error:
-            _error(error, 2)
+            _error(flag_message(error, aliases=aliases), 2)
         except UnusableNetworkError as error:
-            _error(error, 1)
+            _error(flag_message(error, aliases=aliases), 1)
         except KeyboardInterrupt:
             print("interrupted: run the same command again to resume",
                   file=sys.stderr)
@@ -226,11 +223,8 @@ def run_main(main):
 
 
 def run(main, aliases=CONFIG_FLAGS):
-    """app.run(main) with one-line errors and exit codes as above;
-    `aliases`: the config flags the script offers (names messages use)."""
-    global _script_aliases
-    _script_aliases = aliases
-    app.run(run_main(main), flags_parser=parse_flags)
+    """app.run(main) with one-line errors and exit codes as above."""
+    app.run(run_main(main, aliases), flags_parser=parse_flags)
 
 
 def check_not_empty(**values):
