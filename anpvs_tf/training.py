@@ -49,6 +49,7 @@ from anpvs_tf.workdir import COMMAND_FILE
 from anpvs_tf.workdir import HISTORY_FILE
 from anpvs_tf.workdir import NETWORK_FILE
 from anpvs_tf.workdir import RESULTS_FILE
+from anpvs_tf.workdir import holds_run
 from anpvs_tf.workdir import load_trained_model
 from anpvs_tf.workdir import prepare_workdir
 from anpvs_tf.workdir import resolve_paths
@@ -120,13 +121,21 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
             "use more `data.train_examples`"
         )
     check_base(config)
-    prepare_workdir(config, workdir, overwrite, paths.chief)
-    command_path = workdir / COMMAND_FILE
-    if command and paths.chief and not command_path.exists():
-        # The first command of the run; resuming repeats it.
-        files.write_text(command_path, command + "\n")
+    if paths.chief:
+        prepare_workdir(config, workdir, overwrite)
+        command_path = workdir / COMMAND_FILE
+        if command and not command_path.exists():
+            # The first command of the run; resuming repeats it.
+            files.write_text(command_path, command + "\n")
     # Nobody reads the workdir before the chief has prepared it.
     agree_across_workers(strategy, int(overwrite), "`overwrite`")
+    if not paths.chief and not holds_run(config, workdir):
+        # Checked only now: earlier, the chief may have been half-way
+        # through writing the workdir.
+        raise ConfigError(
+            f"this worker's settings differ from the chief's run in "
+            f"'{workdir}'; start every worker with the same command"
+        )
     results_path = workdir / RESULTS_FILE
     if results_path.exists():
         log(f"{workdir} is already trained; results from {results_path}")

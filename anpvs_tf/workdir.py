@@ -208,19 +208,15 @@ def check_workdir(config, workdir, overwrite):
     return overwrite
 
 
-def prepare_workdir(config, workdir, overwrite, chief=True):
+def prepare_workdir(config, workdir, overwrite):
     """Creates the workdir, or checks that it holds the same run.
 
     With `overwrite`, deletes only what train.py writes (WORKDIR_ENTRIES)
-    and refuses a workdir holding anything else. Only the chief creates,
-    deletes or writes; the other workers check.
+    and refuses a workdir holding anything else. Under multi-worker
+    training only the chief calls this; the other workers call
+    check_workdir once the chief is done (a worker that looked earlier
+    could catch the chief half-way through writing and refuse the run).
     """
-    if not chief:
-        # Read-only checks; under overwrite the chief may be clearing the
-        # workdir right now, so only it checks.
-        if not overwrite:
-            check_workdir(config, workdir, overwrite)
-        return
     clear = check_workdir(config, workdir, overwrite)
     if clear:
         files.remove_owned(workdir, WORKDIR_ENTRIES, "a train.py workdir")
