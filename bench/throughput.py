@@ -4,16 +4,19 @@ Both methods are timed in one run on the embedded MNIST data, two
 initialisations each, in interleaved rounds after a warm-up (tracing
 excluded).
 
-Stalls: on this 2-core machine some rounds run at exactly ~188 examples/s
-whatever the method or the weights, with the same CPU work as a normal round
-but the CPU idle about half the time (from /proc/stat). We measured that
-they are not the input pipeline (an in-memory Dataset stalls too), not
-hypervisor steal (0) and not a cgroup CPU quota (none). Each round's idle
-fraction is therefore recorded: the report gives the median examples/s of
-the rounds that did not stall (idle <= --stall_idle_fraction) as
-`examples_per_sec`, and the median over all rounds and the stall count
-beside it. Also reports ANP-VS's achieved share of the CPU's FP32
-peak: model FLOPs per training example x examples/s / peak FLOP/s.
+Stalls: whole rounds used to run at half speed with a core idle. The
+cause was tf.data's autotuning, drawn once per iterator (every `fit`
+epoch makes one); the library's pipelines now run with it off (bench/
+README.md, "Stalled rounds"). Every round counts: `examples_per_sec` is
+the median over all rounds, and each round's CPU idle fraction (from
+/proc/stat) is recorded, with rounds idle more than --stall_idle_fraction
+counted in `stalled_rounds`. Also reports ANP-VS's achieved share of the
+CPU's FP32 peak: model FLOPs per training example x examples/s / peak
+FLOP/s.
+
+Results merge: a run replaces the sections it timed and keeps the others;
+each `default` run is also appended to `default_runs` (its medians, stall
+count and largest idle fraction), so repeated runs stay on record.
 
 Configurations (--sections): `default` (one CPU device; the top-level `at`
 and `anp_vs` keys), `mirrored_2cpu` (MirroredStrategy over 2 logical CPU
@@ -39,6 +42,7 @@ import functools
 import json
 import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -177,15 +181,14 @@ def time_methods(make, dataset, place):
             })
     report = {}
     for method, values in rounds.items():
-        steady = [r["examples_per_sec"] for r in values
-                  if r["cpu_idle_fraction"] <= FLAGS.stall_idle_fraction]
         report[method] = {
-            # Every round stalled: fall back to all of them.
             "examples_per_sec": statistics.median(
-                steady or [r["examples_per_sec"] for r in values]),
-            "examples_per_sec_all_rounds": statistics.median(
                 r["examples_per_sec"] for r in values),
-            "stalled_rounds": len(values) - len(steady),
+            "stalled_rounds": sum(
+                r["cpu_idle_fraction"] > FLAGS.stall_idle_fraction
+                for r in values),
+            "max_cpu_idle_fraction": max(
+                r["cpu_idle_fraction"] for r in values),
             "rounds": values,
         }
     return report, trainers[0][1]
@@ -339,11 +342,20 @@ def configurations(report):
 def table_rows(report):
     return [
         (name, m, f"{timing[m]['examples_per_sec']:.1f}",
-         f"{timing[m]['examples_per_sec_all_rounds']:.1f}",
-         f"{timing[m]['stalled_rounds']} of {len(timing[m]['rounds'])}")
+         f"{timing[m]['stalled_rounds']} of {len(timing[m]['rounds'])}",
+         f"{timing[m]['max_cpu_idle_fraction']:.2f}")
         for name, timing in configurations(report)
         for m in METHODS
     ]
+
+
+def git_commit():
+    """The checkout's commit (short), '+' when it has local changes."""
+    def git(*args):
+        return subprocess.run(["git", *args], capture_output=True,
+                              text=True, cwd=Path(__file__).parent).stdout
+    dirty = "+" if git("status", "--porcelain", "--untracked-files=no") else ""
+    return git("rev-parse", "--short", "HEAD").strip() + dirty
 
 
 def gpu_name():
@@ -408,11 +420,10 @@ def main(argv):
     flops_per_example = (2 * FLAGS.pgd_steps + 6) * forward
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
+    path = output.with_suffix(".json")
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    merged.update(report)
     if "default" not in FLAGS.sections:
-        # A partial run adds its sections to the last full report.
-        path = output.with_suffix(".json")
-        merged = json.loads(path.read_text()) if path.exists() else {}
-        merged.update(report)
         files.write_json(path, merged)
         if "kernel_ceiling" in report:
             print("\n".join(ceiling_lines(report["kernel_ceiling"])))
@@ -420,7 +431,7 @@ def main(argv):
         return
     anp_vs = report["anp_vs"]["examples_per_sec"]
     at = report["at"]["examples_per_sec"]
-    report.update(
+    merged.update(
         pgd_steps=FLAGS.pgd_steps,
         batch_size=FLAGS.batch_size,
         anp_vs_cost_per_example_vs_at=at / anp_vs,
@@ -431,7 +442,18 @@ def main(argv):
             flops_per_example * anp_vs / (peak["peak_gflops"] * 1e9)
         ),
     )
-    files.write_json(output.with_suffix(".json"), report)
+    merged.pop("examples_per_sec_all_rounds", None)
+    merged["default_runs"] = merged.get("default_runs", [])[-9:] + [{
+        "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": git_commit(),
+        **{m: {k: report[m][k] for k in ("examples_per_sec",
+                                         "stalled_rounds",
+                                         "max_cpu_idle_fraction")}
+           for m in METHODS},
+        "anp_vs_cost_per_example_vs_at": at / anp_vs,
+    }]
+    report = merged
+    files.write_json(path, report)
     table = "\n".join([
         f"LeNet-5-Caffe, PGD-{FLAGS.pgd_steps}, batch {FLAGS.batch_size}: "
         f"medians over {FLAGS.seeds} initialisations x {FLAGS.rounds} "
@@ -440,9 +462,23 @@ def main(argv):
         "it).",
         "",
         *markdown_table(
-            ("configuration", "method", "examples/s (rounds without stall)",
-             "examples/s (all rounds)", "stalled rounds"),
+            ("configuration", "method", "examples/s (median, all rounds)",
+             "stalled rounds", "largest CPU idle fraction"),
             table_rows(report)),
+        "",
+        "Default runs on record (median examples/s over all rounds):",
+        "",
+        *markdown_table(
+            ("finished", "commit", "AT", "ANP-VS", "ANP-VS / AT cost",
+             "stalled rounds (AT, ANP-VS)", "largest idle"),
+            [(r["finished"], r["commit"],
+              f"{r['at']['examples_per_sec']:.1f}",
+              f"{r['anp_vs']['examples_per_sec']:.1f}",
+              f"{r['anp_vs_cost_per_example_vs_at']:.3f}x",
+              f"{r['at']['stalled_rounds']}, "
+              f"{r['anp_vs']['stalled_rounds']}",
+              f"{max(r[m]['max_cpu_idle_fraction'] for m in METHODS):.2f}")
+             for r in report["default_runs"]]),
         "",
         f"ANP-VS cost per example: {at / anp_vs:.3f}x AT.",
         f"Peak: {peak['cores']} cores x {peak['clock_ghz']:.2f} GHz x "
