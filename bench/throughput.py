@@ -343,7 +343,8 @@ def table_rows(report):
     return [
         (name, m, f"{timing[m]['examples_per_sec']:.1f}",
          f"{timing[m]['stalled_rounds']} of {len(timing[m]['rounds'])}",
-         f"{timing[m]['max_cpu_idle_fraction']:.2f}")
+         # Reports from before every round counted lack it.
+         f"{timing[m].get('max_cpu_idle_fraction', float('nan')):.2f}")
         for name, timing in configurations(report)
         for m in METHODS
     ]
