@@ -20,16 +20,21 @@ cli.start()  # before anything imports TensorFlow
 
 import shlex  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
 import models  # noqa: E402,F401  (registers the zoo)
+from anpvs_tf.delivery import deliver  # noqa: E402
+from anpvs_tf.delivery import format_summary  # noqa: E402
+from anpvs_tf.delivery import plan  # noqa: E402
 from anpvs_tf.methods import BASE_METHODS  # noqa: E402
 from anpvs_tf.methods import METHODS  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from anpvs_tf.registry import list_experiments  # noqa: E402
 from anpvs_tf.training import train  # noqa: E402
+from anpvs_tf.workdir import SUMMARY_TABLE  # noqa: E402
 
 FLAGS = flags.FLAGS
 
@@ -178,8 +183,15 @@ def main(argv):
     workdir = FLAGS.workdir or f"runs/{FLAGS.model}"
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     command = shlex.join(["python", *sys.argv])
-    train(config, workdir, overwrite=FLAGS.overwrite, verbose=verbose,
-          command=command)
+    print(plan(config))
+    started = time.perf_counter()
+    # The summary below replaces the training's own results table.
+    results = train(config, workdir, overwrite=FLAGS.overwrite,
+                    verbose=verbose, command=command, report=False)
+    if results is not None:  # None: a worker other than the chief
+        summary = deliver(config, workdir, results, started)
+        print(f"\nSummary ({workdir}/{SUMMARY_TABLE}):\n")
+        print(format_summary(summary))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import csv
 import io
+import sys
 import time
 from pathlib import Path
 
@@ -100,3 +101,53 @@ def _format(value):
         return repr(float(value))
     except (TypeError, ValueError):
         return str(value)
+
+
+# The training metrics a progress bar shows, in this order (Keras' own
+# bar shows every log, a dozen for ANP-VS, and restarts each epoch).
+PROGRESS_METRICS = ("clean_accuracy", "adv_accuracy", "sparsity")
+
+
+class PhaseProgress(keras.callbacks.Callback):
+    """One progress bar over all the epochs of a training phase, so its
+    ETA is the phase's, not the epoch's; the monitor slice's accuracies
+    are added once per epoch."""
+
+    def __init__(self, epochs, steps_per_epoch, initial_epoch=0):
+        super().__init__()
+        self.steps_per_epoch = steps_per_epoch
+        self.target = (epochs - initial_epoch) * steps_per_epoch
+        self.done = 0
+        self.bar = None
+        self.monitor = []
+
+    def on_train_begin(self, logs=None):
+        interactive = (getattr(sys.stdout, "isatty", lambda: False)()
+                       or "ipykernel" in sys.modules)
+        self.bar = keras.utils.Progbar(
+            self.target, unit_name="step",
+            # Redirected to a file, a bar line every 30 s, not 20 a second.
+            interval=0.1 if interactive else 30.0,
+            stateful_metrics=[*PROGRESS_METRICS, "val_clean_accuracy",
+                              "val_adv_accuracy", "epoch"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.done += 1
+        values = [("epoch", self.epoch + 1)] + [
+            (name, float(logs[name])) for name in PROGRESS_METRICS
+            if logs and name in logs] + self.monitor
+        self.bar.update(min(self.done, self.target), values=values,
+                        finalize=False)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.monitor = [(name, float(logs[name]))
+                        for name in ("val_clean_accuracy",
+                                     "val_adv_accuracy")
+                        if logs and name in logs]
+
+    def on_train_end(self, logs=None):
+        if self.bar is not None:
+            self.bar.update(self.done, values=self.monitor, finalize=True)

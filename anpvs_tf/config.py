@@ -297,9 +297,37 @@ class EvalConfig(_Settings):
         default_factory=lambda: AttackConfig(num_steps=40)
     )
     batch_size: int = 500
+    # The strong evaluation after training: APGD-CE and APGD-DLR
+    # (apgd_steps iterations each) and PGD on the first strong_examples
+    # test images, with the per-example worst case over them (the
+    # headline robustness figure). 0: PGD only.
+    strong_examples: int = 0
+    apgd_steps: int = 100
 
     def _checks(self, key):
-        return [_at_least(self.batch_size, f"{key}.batch_size", 1)]
+        return [_at_least(self.batch_size, f"{key}.batch_size", 1),
+                _at_least(self.strong_examples, f"{key}.strong_examples", 0),
+                _at_least(self.apgd_steps, f"{key}.apgd_steps", 1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeConfig(_Settings):
+    """What train.py delivers after the evaluation (gated methods): the
+    compact SavedModel in <workdir>/export and its measured speed-up over
+    the same architecture unpruned."""
+
+    KEY = "serve"
+
+    export: bool = False
+    batch_size: int = 256
+    rounds: int = 5
+    round_seconds: float = 0.5
+
+    def _checks(self, key):
+        return [_at_least(self.batch_size, f"{key}.batch_size", 1),
+                _at_least(self.rounds, f"{key}.rounds", 1),
+                _finite(self.round_seconds, f"{key}.round_seconds", 0,
+                        strict=True)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -312,6 +340,7 @@ class ExperimentConfig(_Settings):
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def _checks(self, key):
         attack = self.attack
@@ -336,6 +365,7 @@ _SECTIONS = {
     "loss": LossConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "serve": ServeConfig,
 }
 _EVAL_ATTACK = "eval.attack"
 

@@ -27,6 +27,7 @@ from anpvs_tf.base import copy_base_weights
 from anpvs_tf.callbacks import EpochCheckpoint
 from anpvs_tf.callbacks import GateFreeze
 from anpvs_tf.callbacks import HistoryLog
+from anpvs_tf.callbacks import PhaseProgress
 from anpvs_tf.checkpoints import checkpoint_candidates
 from anpvs_tf.checkpoints import make_checkpoint
 from anpvs_tf.checkpoints import restore_latest
@@ -39,6 +40,7 @@ from anpvs_tf.distribution import make_strategy
 from anpvs_tf.errors import ConfigError
 from anpvs_tf.evaluation.results import evaluate_model
 from anpvs_tf.evaluation.results import format_results
+from anpvs_tf.evaluation.results import strong_evaluation
 from anpvs_tf.guards import DivergenceGuard
 from anpvs_tf.guards import check_usable
 from anpvs_tf.methods import FROM_BASE_METHODS
@@ -62,7 +64,12 @@ def _base_workdir(config, workdir, log, verbose):
     base_dir = workdir / BASE_DIR
     log(f"Training the base model ({config.train.base_epochs} epochs, "
         f"method {config.train.base_method}) in {base_dir}")
-    train(base_config(config), base_dir, log=log, verbose=verbose)
+    base = train(base_config(config), base_dir, log=log, verbose=verbose,
+                 report=False)
+    if base is not None:
+        log(f"Base model: {100 * base['clean_acc']:.2f} % clean, "
+            f"{100 * base['pgd_acc']:.2f} % PGD-"
+            f"{base['attack']['num_steps']}")
     return base_dir
 
 
@@ -85,14 +92,14 @@ def _weights_digest(network):
 
 
 def train(config, workdir, overwrite=False, log=print, verbose="auto",
-          command=None):
+          command=None, report=True):
     """Trains (or resumes) `config` in `workdir`; returns the results dict.
 
     `command`, the command line that started the run, is kept in the
     workdir (command.txt, for the export's model card).
 
     Under multi-worker training the chief returns the results and the
-    other workers None.
+    other workers None. `report`: log the results table at the end.
     """
     # First: multi_worker configures TensorFlow's runtime, which has to
     # happen before any op runs.
@@ -102,13 +109,13 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
     paths = WorkerPaths(strategy, workdir)
     try:
         return _train(config, Path(workdir), overwrite, log, verbose,
-                      strategy, paths, command)
+                      strategy, paths, command, report)
     finally:
         paths.cleanup()
 
 
 def _train(config, workdir, overwrite, log, verbose, strategy, paths,
-           command=None):
+           command=None, report=True):
     # Everything is checked before the workdir is touched, so a mistake
     # leaves nothing behind to conflict with the corrected command.
     train_images, train_labels = data.load_split(config.data, "train")
@@ -198,6 +205,11 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
     log(f"Training {train_config.method} for {train_config.epochs} epochs "
         f"({steps_per_epoch} steps of {train_config.batch_size} over "
         f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
+    if verbose in ("auto", 1):
+        # One bar for the whole phase (its ETA), instead of Keras' own.
+        callbacks.append(PhaseProgress(train_config.epochs, steps_per_epoch,
+                                       initial_epoch))
+        verbose = 0
     if initial_epoch < train_config.epochs:
         fit_model(
             model, config, train_images, train_labels,
@@ -230,6 +242,15 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
         f"(PGD-{config.eval.attack.num_steps}, eps "
         f"{config.eval.attack.epsilon})")
     results = evaluate_model(model, test_images, test_labels, config.eval)
+    if config.eval.strong_examples:
+        count = min(config.eval.strong_examples, len(test_labels))
+        log(f"Strong evaluation on the first {count} test examples "
+            f"(PGD-{config.eval.attack.num_steps}, APGD-CE and APGD-DLR "
+            f"of {config.eval.apgd_steps} iterations, worst case per "
+            "example)")
+        results["strong"] = strong_evaluation(
+            model, test_images, test_labels, config.eval,
+            log=lambda line: log(f"  {line}"))
     results.update(
         method=train_config.method,
         architecture=config.model.architecture,
@@ -243,5 +264,6 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
     files.write_text(workdir / "results.md", format_results(results) + "\n")
     # Last: results.json marks the run finished.
     files.write_json(results_path, results)
-    log(format_results(results))
+    if report:
+        log(format_results(results))
     return results

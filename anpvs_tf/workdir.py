@@ -10,6 +10,9 @@ Layout:
     results.json, results.md  the final evaluation on the test set
     base/                   the base model a gated method starts from, when
                             none was given
+    export/                 the compact SavedModel (serve.export)
+    summary.json, summary.md, training_curve.png
+                            what the run delivers (delivery.py)
 
 Nothing here deletes a file that this project did not write: a folder
 holding anything else is refused, whatever config.json it holds.
@@ -33,6 +36,10 @@ NETWORK_FILE = "network.weights.h5"
 HISTORY_FILE = "history.csv"
 CHECKPOINT_DIR = "checkpoints"
 BASE_DIR = "base"
+EXPORT_DIR = "export"
+SUMMARY_FILE = "summary.json"
+SUMMARY_TABLE = "summary.md"
+CURVE_FILE = "training_curve.png"
 # Everything train.py (and evaluate.py / export.py with their default
 # outputs) writes into a workdir, as a files.foreign_entries layout:
 # `overwrite` deletes these and nothing else, and refuses a workdir that
@@ -41,11 +48,12 @@ WORKDIR_ENTRIES = dict.fromkeys({
     CONFIG_FILE, CHECKPOINT_DIR, "logs", HISTORY_FILE, NETWORK_FILE,
     COMMAND_FILE, RESULTS_FILE, "results.md", "evaluation.json",
     "evaluation.md", "evaluation_accuracy_vs_eps.png",
-    "evaluation_vulnerability.png",
+    "evaluation_vulnerability.png", SUMMARY_FILE, SUMMARY_TABLE,
+    CURVE_FILE,
 })
 WORKDIR_ENTRIES.update({
     BASE_DIR: WORKDIR_ENTRIES,  # a workdir in its own right
-    "export": dict.fromkeys(EXPORT_ENTRIES),
+    EXPORT_DIR: dict.fromkeys(EXPORT_ENTRIES),
     "blackbox_sources": {"*": WORKDIR_ENTRIES},  # one workdir per source
 })
 

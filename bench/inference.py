@@ -25,10 +25,8 @@ reduction (issue 3: at least 0.6x of it at batch 256).
 Writes bench/results/inference.json and inference.md.
 """
 
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -109,42 +107,19 @@ def _serving_models(workdir, plain_workdir, scratch):
     return served
 
 
-def _time_calls(serve, images, seconds):
-    """Latencies (s) of back-to-back calls for about `seconds`."""
-    import tensorflow as tf
-
-    batch = tf.constant(images)
-    latencies = []
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline or len(latencies) < 3:
-        start = time.perf_counter()
-        serve(images=batch)["logits"].numpy()
-        latencies.append(time.perf_counter() - start)
-    return latencies
-
-
 def measure(served, images, batch_size, rounds, round_seconds):
-    batch = images[:batch_size]
-    for entry in served.values():
-        _time_calls(entry["serve"], batch, 0.3)  # warm-up
-    latencies = {name: [] for name in served}
-    for _ in range(rounds):
-        for name, entry in served.items():
-            # One median per round, so a slow round weighs like any other.
-            latencies[name].append(statistics.median(
-                _time_calls(entry["serve"], batch, round_seconds)))
-    results = {}
-    for name, entry in served.items():
-        median = statistics.median(latencies[name])
-        results[name] = {
-            "examples_per_sec": batch_size / median,
-            "median_latency_ms": 1000 * median,
-            "round_medians_ms": [1000 * t for t in latencies[name]],
-            "params": entry["params"],
-            "flops": entry["flops"],
-            "savedmodel_bytes": entry["savedmodel_bytes"],
-        }
-    return results
+    """speed.speed_report of the served models, with their sizes."""
+    from anpvs_tf.speed import speed_report
+
+    timed = speed_report({name: entry["serve"]
+                          for name, entry in served.items()},
+                         images[:batch_size], rounds, round_seconds)
+    return {
+        name: {**timed[name],
+               **{key: entry[key] for key in ("params", "flops",
+                                              "savedmodel_bytes")}}
+        for name, entry in served.items()
+    }
 
 
 LAYER_CALLS = 10  # distinct inputs per timed function: spreads call overhead

@@ -351,11 +351,13 @@ def table_rows(report):
 
 
 def git_commit():
-    """The checkout's commit (short), '+' when it has local changes."""
+    """The checkout's commit (short), '+' when its code has local changes
+    (results written by benchmarks do not count)."""
     def git(*args):
         return subprocess.run(["git", *args], capture_output=True,
                               text=True, cwd=Path(__file__).parent).stdout
-    dirty = "+" if git("status", "--porcelain", "--untracked-files=no") else ""
+    dirty = "+" if git("status", "--porcelain", "--untracked-files=no",
+                       "--", ".", ":!bench/results") else ""
     return git("rev-parse", "--short", "HEAD").strip() + dirty
 
 

@@ -67,6 +67,42 @@ def plot_vulnerability_distribution(models, path, title=None):
     return path
 
 
+def plot_training_curve(history, path, title=None):
+    """Per epoch: clean and robust accuracy on the monitor slice, and unit
+    sparsity (right axis) when the network is gated.
+
+    history: {column of history.csv: [value per epoch]}.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6, 4))
+    epochs = np.asarray(history.get("epoch", []), dtype=float) + 1
+    for column, label in (("val_clean_accuracy", "clean (monitor)"),
+                          ("val_adv_accuracy", "PGD (monitor)"),
+                          ("clean_accuracy", "clean (training)"),
+                          ("adv_accuracy", "PGD (training)")):
+        if column in history and len(history[column]) == len(epochs):
+            axes.plot(epochs, 100 * np.asarray(history[column]),
+                      marker="o", label=label)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("accuracy (%)")
+    axes.set_ylim(-2, 102)
+    axes.grid(alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    if "sparsity" in history and len(history["sparsity"]) == len(epochs):
+        right = axes.twinx()
+        right.plot(epochs, history["sparsity"], color="black",
+                   linestyle="--", label="unit sparsity")
+        right.set_ylabel("unit sparsity (%)")
+        right.set_ylim(-2, 102)
+        more_handles, more_labels = right.get_legend_handles_labels()
+        handles, labels = handles + more_handles, labels + more_labels
+    axes.legend(handles, labels, loc="lower right", fontsize="small")
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    _save(figure, path)
+
+
 def _save(figure, path):
     """Saves a figure atomically as PNG (format from the final name's
     extension) and closes it."""

@@ -14,6 +14,8 @@ from anpvs_tf.evaluation.classifier import Classifier
 from anpvs_tf.evaluation.engine import RobustnessEvaluator
 from anpvs_tf.evaluation.engine import attack_name
 from anpvs_tf.evaluation.engine import vulnerability_summary
+from anpvs_tf.evaluation.suites import SuiteSettings
+from anpvs_tf.evaluation.suites import run_suite
 from anpvs_tf.evaluation.tables import markdown_table
 
 
@@ -50,6 +52,42 @@ def evaluate_model(model, images, labels, eval_config, seed=0):
     }
 
 
+STRONG_ATTACKS = ("pgd", "apgd_ce", "apgd_dlr")
+
+
+def strong_evaluation(model, images, labels, eval_config, seed=0,
+                      log=lambda message: None):
+    """APGD-CE, APGD-DLR and PGD on the first `eval.strong_examples`
+    images, and the per-example worst case over them and the clean image:
+    the figure that PGD alone overstates. The same engine and settings as
+    `evaluate.py --attacks=pgd,apgd_ce,apgd_dlr`."""
+    count = min(eval_config.strong_examples, len(labels))
+    attack = eval_config.attack
+    settings = SuiteSettings(
+        suite="paper", attacks=STRONG_ATTACKS, norm=attack.norm,
+        epsilon=attack.epsilon, step_size=attack.step_size,
+        pgd_steps=attack.num_steps, apgd_steps=eval_config.apgd_steps,
+        random_start=attack.random_start, sanity_checks=False,
+        batch_size=eval_config.batch_size, seed=seed)
+    start = time.perf_counter()
+    report = run_suite(Classifier(model.network), images[:count],
+                       labels[:count], settings, complexity=False, log=log)
+    accuracies = {name: entry["acc"]
+                  for name, entry in report["attacks"].items()}
+    return {
+        "examples": count,
+        "clean_acc": report["clean_acc"],
+        "apgd_steps": eval_config.apgd_steps,
+        "attacks": accuracies,
+        "apgd_ce_acc": accuracies[attack_name(settings.attack("apgd_ce"))],
+        "apgd_dlr_acc": accuracies[
+            attack_name(settings.attack("apgd_dlr"))],
+        "worst_case_acc": report["worst_case_acc"],
+        "worst_case_over": report["worst_case_over"],
+        "seconds": time.perf_counter() - start,
+    }
+
+
 def format_results(results):
     """A small markdown table of the headline numbers."""
     attack = results["attack"]
@@ -73,6 +111,17 @@ def format_results(results):
         ),
         ("test examples", f"{results['test_examples']:,}"),
     ]
+    strong = results.get("strong")
+    if strong:
+        subset = f"first {strong['examples']:,} test examples"
+        rows[1:1] = [
+            (f"worst case over clean, {', '.join(strong['attacks'])} "
+             f"({subset})", f"{100 * strong['worst_case_acc']:.2f} %"),
+            (f"APGD-CE ({strong['apgd_steps']} iterations, {subset})",
+             f"{100 * strong['apgd_ce_acc']:.2f} %"),
+            (f"APGD-DLR ({strong['apgd_steps']} iterations, {subset})",
+             f"{100 * strong['apgd_dlr_acc']:.2f} %"),
+        ]
     lines = markdown_table(("metric", "value"), rows)
     per_gate = results.get("active_units_per_gate") or {}
     if per_gate:

@@ -1,0 +1,217 @@
+"""Chooses the main command's budget recipe on held-out training images.
+
+Every trial trains on 4,000 of the 5,000 embedded MNIST training images
+and is scored on the other 1,000 (`data.validation_examples`; the test
+set is never read, except by the shared base model's own final report,
+which no choice uses): clean, PGD-40, APGD-CE, APGD-DLR and the
+per-example worst case over them, unit sparsity, FLOPs reduction and the
+trial's training wall time. The ANP-VS trials vary the schedule and the
+gates' pace around the tuned recipe (bench/tuning.py's best trial, the
+`anp_vs_tuned` row of bench/mnist_budget.py); the AT trials get the
+training wall time of the chosen ANP-VS trial (its base model included)
+and vary the weight learning rate. The choice: the ANP-VS trial with the
+highest validation worst case among those with >= 60 % unit sparsity
+and >= 97 % clean accuracy; the AT trial with the highest worst case.
+
+    python bench/budget_search.py      # ~30 min on 2 idle CPU cores
+
+Trials resume from --runs_dir. Writes bench/results/budget_search.{json,md}.
+"""
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from anpvs_tf import cli  # noqa: E402
+
+cli.start()  # before anything imports TensorFlow
+
+import keras  # noqa: E402
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+import models  # noqa: E402,F401  (registers the zoo)
+from anpvs_tf import config as config_lib  # noqa: E402
+from anpvs_tf import data  # noqa: E402
+from anpvs_tf import files  # noqa: E402
+from anpvs_tf.assembly import build_model  # noqa: E402
+from anpvs_tf.assembly import compile_model  # noqa: E402
+from anpvs_tf.assembly import fit_model  # noqa: E402
+from anpvs_tf.base import base_config  # noqa: E402
+from anpvs_tf.base import copy_base_weights  # noqa: E402
+from anpvs_tf.callbacks import GateFreeze  # noqa: E402
+from anpvs_tf.complexity import complexity_report  # noqa: E402
+from anpvs_tf.datasets import DATASET_INFO  # noqa: E402
+from anpvs_tf.evaluation.results import strong_evaluation  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+from anpvs_tf.registry import get_experiment  # noqa: E402
+from anpvs_tf.training import train  # noqa: E402
+
+flags.DEFINE_string("runs_dir", "bench/runs/budget_search",
+                    "Trial results and the shared base model (resumable).")
+flags.DEFINE_string("output", "bench/results/budget_search",
+                    "Output path without extension (.json and .md).")
+flags.DEFINE_integer("validation_examples", 1000,
+                     "Training images held out to score the trials.")
+flags.DEFINE_list("only", None, "Run just these trials (names).")
+FLAGS = flags.FLAGS
+
+RECIPE = "lenet5_caffe_mnist_anp_vs_budget"
+MIN_SPARSITY = 60.0
+MIN_CLEAN = 0.97
+# name -> overrides of the budget recipe. The recipe itself is "recipe".
+ANP_VS_TRIALS = {
+    "recipe": {},
+    "beta_11": {"loss.kl_weight": 11.43},
+    "beta_69": {"loss.kl_weight": 68.6},
+    "gate_lr_0.1": {"train.gate_learning_rate": 0.0968},
+    "epochs_8": {"train.epochs": 8, "train.gate_epochs": 6},
+    "epochs_14": {"train.epochs": 14, "train.gate_epochs": 11},
+    "no_freeze": {"train.gate_epochs": None},
+    "pgd5": {"attack.num_steps": 5, "attack.step_size": 0.04},
+}
+AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
+
+
+def validation_config(config):
+    return config_lib.replace(config, **{
+        "data.validation_examples": FLAGS.validation_examples,
+        "data.monitor_examples": 0,
+        "eval.strong_examples": FLAGS.validation_examples,
+    })
+
+
+def run_trial(name, config, base_dir):
+    """Trains `config` on the training split, scores it on the
+    validation split; cached in runs_dir/<name>.json."""
+    path = Path(FLAGS.runs_dir) / f"{name}.json"
+    if path.exists():
+        return files.read_json(path, "delete it to rerun the trial")
+    train_images, train_labels = data.load_split(config.data, "train")
+    val_images, val_labels = data.load_split(config.data, "validation")
+    keras.utils.set_random_seed(config.train.seed)
+    model = build_model(config, *DATASET_INFO[config.data.dataset],
+                        len(train_labels))
+    if base_dir is not None:
+        copy_base_weights(config, base_dir, model.network, lambda _: None)
+    compile_model(model, config, len(train_labels))
+    callbacks = []
+    if config.train.gate_epochs is not None:
+        callbacks.append(GateFreeze(config.train.gate_epochs))
+    start = time.perf_counter()
+    fit_model(model, config, train_images, train_labels,
+              callbacks=callbacks, verbose=0)
+    train_seconds = time.perf_counter() - start
+    strong = strong_evaluation(model, val_images, val_labels, config.eval)
+    size = complexity_report(model.network)
+    result = {
+        "overrides": {},
+        "method": config.train.method,
+        "epochs": config.train.epochs,
+        "train_seconds": train_seconds,
+        "eval_seconds": strong["seconds"],
+        "clean_acc": strong["clean_acc"],
+        "pgd40_acc": strong["attacks"]["pgd40"],
+        "apgd_ce_acc": strong["apgd_ce_acc"],
+        "apgd_dlr_acc": strong["apgd_dlr_acc"],
+        "worst_case_acc": strong["worst_case_acc"],
+        "unit_sparsity": size["unit_sparsity"],
+        "flops_speedup": size["flops_speedup"],
+        "params": size["params"],
+    }
+    files.write_json(path, result)
+    print(f"{name}: {result}")
+    return result
+
+
+def wanted(name):
+    return FLAGS.only is None or name in FLAGS.only
+
+
+def main(argv):
+    del argv
+    recipe = validation_config(get_experiment(RECIPE))
+    runs = Path(FLAGS.runs_dir)
+    base_dir = runs / "base"
+    start = time.perf_counter()
+    train(base_config(recipe), base_dir, verbose=0)
+    base_seconds = files.read_json(base_dir / "results.json",
+                                   "delete the base")["train_seconds"]
+    trials = {}
+    for name, overrides in ANP_VS_TRIALS.items():
+        if wanted(name):
+            config = config_lib.replace(recipe, **overrides)
+            trials[name] = run_trial(name, config, base_dir)
+            trials[name]["overrides"] = overrides
+    feasible = {name: t for name, t in trials.items()
+                if t["unit_sparsity"] >= MIN_SPARSITY
+                and t["clean_acc"] >= MIN_CLEAN}
+    chosen = max(feasible or trials,
+                 key=lambda n: trials[n]["worst_case_acc"])
+    budget = trials[chosen]["train_seconds"] + base_seconds
+    # AT gets the chosen trial's whole training time: epochs from a
+    # one-epoch timing of AT on the same split.
+    at_recipe = config_lib.replace(recipe, **{
+        "train.method": "at", "train.gate_epochs": None})
+    probe = run_trial("at_probe", config_lib.replace(
+        at_recipe, **{"train.epochs": 1}), None)
+    at_epochs = max(1, round(budget / probe["train_seconds"]))
+    at_trials = {}
+    for rate in AT_LEARNING_RATES:
+        name = f"at_lr{rate:g}"
+        if wanted(name):
+            overrides = {"train.weight_learning_rate": rate,
+                         "train.epochs": at_epochs}
+            at_trials[name] = run_trial(
+                name, config_lib.replace(at_recipe, **overrides), None)
+            at_trials[name]["overrides"] = overrides
+    at_chosen = max(at_trials, key=lambda n: at_trials[n]["worst_case_acc"])
+    report = {
+        "recipe": RECIPE,
+        "validation_examples": FLAGS.validation_examples,
+        "train_examples": 5000 - FLAGS.validation_examples,
+        "rule": (f"ANP-VS: highest validation worst case with unit "
+                 f"sparsity >= {MIN_SPARSITY:g} % and clean >= "
+                 f"{100 * MIN_CLEAN:g} %; AT: highest worst case at the "
+                 "same training wall time"),
+        "base_train_seconds": base_seconds,
+        "anp_vs_trials": trials,
+        "anp_vs_chosen": chosen,
+        "at_epochs": at_epochs,
+        "at_trials": at_trials,
+        "at_chosen": at_chosen,
+        "search_seconds_this_run": time.perf_counter() - start,
+    }
+    files.write_json(f"{FLAGS.output}.json", report)
+    header = ("trial", "overrides", "epochs", "train s", "worst case %",
+              "APGD-CE %", "APGD-DLR %", "PGD-40 %", "clean %",
+              "unit sparsity %", "FLOPs x")
+    def rows(table, mark):
+        return [
+            (name + (" (chosen)" if name == mark else ""),
+             ", ".join(f"{k}={v}" for k, v in t["overrides"].items())
+             or "-", t["epochs"], f"{t['train_seconds']:.0f}",
+             *(f"{100 * t[k]:.2f}" for k in (
+                 "worst_case_acc", "apgd_ce_acc", "apgd_dlr_acc",
+                 "pgd40_acc", "clean_acc")),
+             f"{t['unit_sparsity']:.2f}", f"{t['flops_speedup']:.2f}")
+            for name, t in table.items()]
+    lines = [
+        f"Budget search on {report['train_examples']} embedded MNIST "
+        f"training images, scored on {FLAGS.validation_examples} held-out "
+        f"training images (never the test set). Rule: {report['rule']}. "
+        f"Base model (3 epochs, shared): {base_seconds:.0f} s.", "",
+        "ANP-VS trials (overrides of the `{RECIPE}` zoo entry):", "",
+        *markdown_table(header, rows(trials, chosen)), "",
+        f"AT trials ({at_epochs} epochs: the chosen ANP-VS trial's "
+        f"training time, base included, {budget:.0f} s):", "",
+        *markdown_table(header, rows(at_trials, at_chosen)),
+    ]
+    files.write_text(f"{FLAGS.output}.md", "\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,127 @@
+"""What a finished run delivers: the strong evaluation, the compact export
+with its measured speed-up, the summary and the training curve."""
+
+import json
+import time
+import types
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from anpvs_tf import config as config_lib
+from anpvs_tf.config import AttackConfig
+from anpvs_tf.config import EvalConfig
+from anpvs_tf.delivery import deliver
+from anpvs_tf.delivery import summary_rows
+from anpvs_tf.evaluation.results import strong_evaluation
+from anpvs_tf.speed import speed_report
+from anpvs_tf.training import train
+from anpvs_tf.workdir import check_workdir
+from tests.tiny_runs import run_config
+
+STRONG = dict(batch_size=64, apgd_steps=5)
+
+
+def test_strong_evaluation_at_zero_eps_is_the_clean_accuracy(
+        briefly_trained_lenets, mnist_eval_batch):
+    images, labels = mnist_eval_batch
+    model = types.SimpleNamespace(network=briefly_trained_lenets[0])
+    eval_config = EvalConfig(
+        attack=AttackConfig(epsilon=0.0, step_size=0.0, num_steps=3),
+        strong_examples=100, **STRONG)
+    strong = strong_evaluation(model, images, labels, eval_config)
+    assert strong["examples"] == 100
+    assert strong["clean_acc"] > 0.5  # the network learned something
+    for value in (strong["apgd_ce_acc"], strong["apgd_dlr_acc"],
+                  strong["worst_case_acc"], *strong["attacks"].values()):
+        assert value == pytest.approx(strong["clean_acc"])
+
+
+def test_strong_worst_case_is_below_every_attack_and_uses_the_subset(
+        briefly_trained_lenets, mnist_eval_batch):
+    images, labels = mnist_eval_batch
+    model = types.SimpleNamespace(network=briefly_trained_lenets[0])
+    eval_config = EvalConfig(
+        attack=AttackConfig(epsilon=0.1, step_size=0.02, num_steps=5),
+        strong_examples=120, **STRONG)
+    strong = strong_evaluation(model, images, labels, eval_config)
+    assert set(strong["attacks"]) == {"pgd5", "apgd_ce", "apgd_dlr"}
+    assert strong["worst_case_acc"] <= min(strong["attacks"].values())
+    assert strong["worst_case_acc"] < strong["clean_acc"]
+    # Only the first 120 images count: the other 80 change nothing.
+    shuffled = np.concatenate([images[:120], images[120:][::-1]])
+    again = strong_evaluation(model, shuffled, labels, eval_config)
+    assert again["worst_case_acc"] == strong["worst_case_acc"]
+
+
+def _sleeping_serve(seconds):
+    def serve(images):
+        time.sleep(seconds)
+        return {"logits": tf.zeros((len(images), 10))}
+    return serve
+
+
+def test_speed_report_ranks_a_slower_function_below():
+    batch = np.zeros((8, 4), np.float32)
+    report = speed_report({"fast": _sleeping_serve(0.001),
+                           "slow": _sleeping_serve(0.006)},
+                          batch, rounds=3, round_seconds=0.03)
+    assert len(report["slow"]["round_medians_ms"]) == 3
+    assert report["slow"]["median_latency_ms"] >= 6.0
+    assert (report["fast"]["examples_per_sec"]
+            > 2 * report["slow"]["examples_per_sec"])
+
+
+@pytest.fixture(scope="module")
+def delivered(tmp_path_factory):
+    """A tiny ANP-VS run with the strong evaluation and the export on."""
+    workdir = tmp_path_factory.mktemp("delivered") / "run"
+    config = run_config("lenet5_caffe_mnist_anp_vs", 2, **{
+        "eval.strong_examples": 16, "eval.apgd_steps": 2,
+        "serve.export": True, "serve.batch_size": 8, "serve.rounds": 1,
+        "serve.round_seconds": 0.01})
+    started = time.perf_counter()
+    results = train(config, workdir, verbose=0)
+    summary = deliver(config, workdir, results, started, log=lambda _: None)
+    return config, workdir, results, summary
+
+
+def test_delivery_exports_times_and_summarises(delivered):
+    config, workdir, results, summary = delivered
+    assert (workdir / "export" / "saved_model" / "saved_model.pb").exists()
+    card = json.loads((workdir / "export" / "model_card.json").read_text())
+    assert card["params"] == results["params"]
+    serving = summary["serving"]
+    assert serving["batch_size"] == 8
+    assert serving["speedup"] == pytest.approx(
+        serving["compact_examples_per_sec"]
+        / serving["unpruned_examples_per_sec"])
+    assert serving["unpruned_params"] == results["params_full"]
+    assert (workdir / "training_curve.png").read_bytes()[:8] == (
+        b"\x89PNG\r\n\x1a\n")
+    assert summary["wall_seconds"] > results["train_seconds"]
+    stored = json.loads((workdir / "summary.json").read_text())
+    assert stored["serving"] == serving
+
+
+def test_summary_leads_with_the_worst_case(delivered):
+    _, workdir, results, summary = delivered
+    rows = summary_rows(summary)
+    assert rows[0][0].startswith("worst case")
+    assert rows[0][1] == f"{100 * results['strong']['worst_case_acc']:.2f} %"
+    table = (workdir / "summary.md").read_text()
+    assert table.index("worst case") < table.index("PGD-")
+
+
+def test_delivery_is_not_redone_and_overwrite_owns_its_files(delivered):
+    config, workdir, results, summary = delivered
+    export = workdir / "export" / "saved_model" / "saved_model.pb"
+    before = export.stat().st_mtime_ns
+    again = deliver(config, workdir, results, time.perf_counter(),
+                    log=lambda _: None)
+    assert again == json.loads(json.dumps(summary))
+    assert export.stat().st_mtime_ns == before
+    # Everything delivered is ours: --overwrite may delete it all.
+    changed = config_lib.replace(config, **{"train.seed": 1})
+    assert check_workdir(changed, workdir, overwrite=True) is True
