@@ -18,6 +18,7 @@ and >= 97 % clean accuracy; the AT trial with the highest worst case.
 Trials resume from --runs_dir. Writes bench/results/budget_search.{json,md}.
 """
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -88,7 +89,9 @@ def run_trial(name, config, base_dir):
     validation split; cached in runs_dir/<name>.json."""
     path = Path(FLAGS.runs_dir) / f"{name}.json"
     if path.exists():
-        return files.read_json(path, "delete it to rerun the trial")
+        cached = files.read_json(path, "delete it to rerun the trial")
+        if cached.get("config") == json.loads(config.to_json()):
+            return cached
     train_images, train_labels = data.load_split(config.data, "train")
     val_images, val_labels = data.load_split(config.data, "validation")
     keras.utils.set_random_seed(config.train.seed)
@@ -120,10 +123,18 @@ def run_trial(name, config, base_dir):
         "unit_sparsity": size["unit_sparsity"],
         "flops_speedup": size["flops_speedup"],
         "params": size["params"],
+        # The cache key: a trial reruns when its settings change.
+        "config": json.loads(config.to_json()),
     }
     files.write_json(path, result)
     print(f"{name}: {result}")
     return result
+
+
+def shown(trial, overrides):
+    """A trial as the report shows it: its overrides, not its config."""
+    return {**{k: v for k, v in trial.items() if k != "config"},
+            "overrides": overrides}
 
 
 def wanted(name):
@@ -143,8 +154,8 @@ def main(argv):
     for name, overrides in ANP_VS_TRIALS.items():
         if wanted(name):
             config = config_lib.replace(recipe, **overrides)
-            trials[name] = run_trial(name, config, base_dir)
-            trials[name]["overrides"] = overrides
+            trials[name] = shown(run_trial(name, config, base_dir),
+                                 overrides)
     feasible = {name: t for name, t in trials.items()
                 if t["unit_sparsity"] >= MIN_SPARSITY
                 and t["clean_acc"] >= MIN_CLEAN}
@@ -160,13 +171,13 @@ def main(argv):
     at_epochs = max(1, round(budget / probe["train_seconds"]))
     at_trials = {}
     for rate in AT_LEARNING_RATES:
-        name = f"at_lr{rate:g}"
+        name = f"at_lr{rate:g}_epochs{at_epochs}"
         if wanted(name):
             overrides = {"train.weight_learning_rate": rate,
                          "train.epochs": at_epochs}
-            at_trials[name] = run_trial(
-                name, config_lib.replace(at_recipe, **overrides), None)
-            at_trials[name]["overrides"] = overrides
+            at_trials[name] = shown(run_trial(
+                name, config_lib.replace(at_recipe, **overrides), None),
+                overrides)
     at_chosen = max(at_trials, key=lambda n: at_trials[n]["worst_case_acc"])
     report = {
         "recipe": RECIPE,

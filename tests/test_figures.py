@@ -81,3 +81,21 @@ def test_the_checker_finds_a_figure_no_file_holds():
     assert figures == ["12.3457", "4.04"]
     assert "12.3457" not in known  # no results file has this figure
     assert "4.04" in known  # compact_speed.md has this one
+
+
+def test_the_readme_main_command_is_the_one_bench_quickstart_runs():
+    """bench/quickstart.py measures the command the README gives, not a
+    copy that could drift from it."""
+    import ast
+
+    tree = ast.parse((ROOT / "bench" / "quickstart.py").read_text())
+    command = next(
+        ast.literal_eval(node.value) for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(getattr(t, "id", None) == "MAIN_COMMAND"
+                for t in node.targets))
+    blocks = re.findall(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(),
+                        re.S)
+    assert blocks, "README.md has no bash block"
+    first = blocks[0].strip()
+    assert first == f"pip install -r requirements.txt && {command}"

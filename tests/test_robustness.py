@@ -23,6 +23,7 @@ from anpvs_tf.evaluation.reports import write_report
 from anpvs_tf.evaluation.results import evaluate_model
 from anpvs_tf.evaluation.suites import SuiteSettings
 from anpvs_tf.evaluation.suites import run_suite
+from anpvs_tf.layers import gates_of
 from anpvs_tf.model import ANPVSModel
 from anpvs_tf.registry import build_network
 
@@ -224,3 +225,33 @@ def test_markdown_shows_failed_checks(full_report):
     assert "| large_eps_at_chance | **FAILED** |" in text
     assert "| pgd10 | 10 steps, step 0.02 |" in text
     assert "black-box (pgd10 on seed 1)" in text
+
+
+def test_attacks_through_the_compact_network_match_the_gated_one(
+        mnist_eval_batch):
+    """Classifier's compact_attacks: the attack sees the same function
+    (logits within 1e-4), and PGD through it scores like PGD through the
+    gated network; predictions stay the gated network's."""
+    images, labels = mnist_eval_batch
+    network = build_network("lenet5_caffe_tiny", seed=3)
+    rng = np.random.RandomState(0)
+    for gate in gates_of(network):
+        raw = rng.uniform(1.0, 3.0, size=gate.units)
+        raw[rng.rand(gate.units) < 0.6] = -10.0  # pruned
+        gate.concentration1_raw.assign(raw.astype("float32"))
+    fast = Classifier(network)
+    plain = Classifier(network, compact_attacks=False)
+    assert fast.attack_network is not None and plain.attack_network is None
+    assert (fast.attack_network.count_params()
+            < 0.6 * network.count_params())
+    x = tf.constant(images[:64])
+    np.testing.assert_allclose(fast.attack_logits(x), plain.attack_logits(x),
+                               atol=1e-4)
+    attack = AttackConfig(epsilon=0.2, step_size=0.02, num_steps=10)
+    scores = []
+    for classifier in (fast, plain):
+        evaluator = RobustnessEvaluator(classifier, batch_size=100)
+        adversarial = evaluator.craft(attack, images, labels)
+        scores.append(evaluator.score(images, labels, adversarial)[0])
+    assert abs(scores[0].mean() - scores[1].mean()) <= 0.01
+    assert (scores[0] == scores[1]).mean() >= 0.98
