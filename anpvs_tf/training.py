@@ -69,7 +69,8 @@ def _base_workdir(config, workdir, log, verbose):
     if base is not None:
         log(f"Base model: {100 * base['clean_acc']:.2f} % clean, "
             f"{100 * base['pgd_acc']:.2f} % PGD-"
-            f"{base['attack']['num_steps']}")
+            f"{base['attack']['num_steps']} (first "
+            f"{base['test_examples']:,} test images)")
     return base_dir
 
 

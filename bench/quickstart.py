@@ -6,13 +6,15 @@ Runs MAIN_COMMAND (the README shows exactly this line; tests/test_figures.py
 checks it) into a new temporary workdir, so nothing is resumed, and
 records its wall time (base model, ANP-VS, evaluation, compact export,
 serving check) and the summary it wrote. Then trains AT by the same
-script on the same data for the same training time: the epochs and the
-weight learning rate that bench/budget_search.py chose for AT on the same
-held-out validation split (bench/results/budget_search.json), with the
-same evaluation. Writes bench/results/quickstart.{json,md}.
+script on the same data for the same training time (its epochs from one
+AT epoch timed here), with the weight learning rate bench/budget_search.py
+chose for AT on the held-out validation split
+(bench/results/budget_search.json), and the same evaluation.
+Writes bench/results/quickstart.{json,md}.
 """
 
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -41,37 +43,50 @@ flags.DEFINE_bool("at", True, "Also train AT for the same training time.")
 FLAGS = flags.FLAGS
 
 
-def at_command():
-    """AT with what the budget search chose for it on the validation
-    split, evaluated like the main command."""
+def at_learning_rate():
+    """The weight learning rate bench/budget_search.py chose for AT on the
+    held-out validation split."""
     search = json.loads(SEARCH.read_text())
     chosen = search["at_trials"][search["at_chosen"]]["overrides"]
+    return chosen["train.weight_learning_rate"]
+
+
+def at_command(epochs, learning_rate):
+    """AT on the same data, evaluated like the main command."""
     return ("python train.py --model=lenet5_caffe_mnist_at "
-            f"--epochs={chosen['train.epochs']} "
-            f"--weight_lr={chosen['train.weight_learning_rate']} "
+            f"--epochs={epochs} --weight_lr={learning_rate} "
             "--override=eval.strong_examples=1000 "
             "--override=serve.export=true --workdir=runs/quickstart_at")
 
 
-def run(command, scratch, name):
-    """Runs `command` with its --workdir moved into `scratch`; returns
-    (wall seconds, summary.json)."""
-    workdir = Path(scratch) / name
+def training_seconds(summary, workdir):
+    """The run's training time, its base model's included."""
+    seconds = summary["results"]["train_seconds"]
+    base = Path(workdir) / "base" / "results.json"
+    if base.exists():
+        seconds += json.loads(base.read_text())["train_seconds"]
+    return seconds
+
+
+def run(command, workdir, *extra):
+    """Runs `command` with its --workdir replaced; returns (wall seconds,
+    summary.json)."""
     argv = [a for a in shlex.split(command) if not a.startswith("--workdir")]
     argv[0] = sys.executable
     start = time.perf_counter()
-    subprocess.run([*argv, f"--workdir={workdir}"], cwd=ROOT, check=True)
+    subprocess.run([*argv, *extra, f"--workdir={workdir}"], cwd=ROOT,
+                   check=True)
     seconds = time.perf_counter() - start
-    return seconds, json.loads((workdir / "summary.json").read_text())
+    return seconds, json.loads((Path(workdir) / "summary.json").read_text())
 
 
-def row(command, seconds, summary):
+def row(command, seconds, summary, workdir):
     results = summary["results"]
     strong = results["strong"]
     return {
         "command": command,
         "wall_seconds": round(seconds, 1),
-        "train_seconds": round(results["train_seconds"], 1),
+        "train_seconds": round(training_seconds(summary, workdir), 1),
         "clean_acc": results["clean_acc"],
         "pgd40_acc": results["pgd_acc"],
         "apgd_ce_acc": strong["apgd_ce_acc"],
@@ -89,10 +104,25 @@ def main(argv):
     del argv
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as scratch:
-        report = row(MAIN_COMMAND, *run(MAIN_COMMAND, scratch, "anp_vs"))
+        workdir = Path(scratch) / "anp_vs"
+        report = row(MAIN_COMMAND, *run(MAIN_COMMAND, workdir), workdir)
         if FLAGS.at:
-            command = at_command()
-            report["at"] = row(command, *run(command, scratch, "at"))
+            # AT's epochs: ANP-VS's training time (base included) over the
+            # time of one AT epoch (tracing included, so rounded up),
+            # measured here by the same script.
+            rate = at_learning_rate()
+            probe_dir = Path(scratch) / "at_probe"
+            _, probe = run(at_command(1, rate), probe_dir,
+                           "--test_examples=100",
+                           "--override=serve.export=false",
+                           "--override=eval.strong_examples=0")
+            epochs = math.ceil(report["train_seconds"]
+                               / probe["results"]["train_seconds"])
+            command = at_command(epochs, rate)
+            workdir = Path(scratch) / "at"
+            report["at"] = row(command, *run(command, workdir), workdir)
+            report["at"]["epoch_seconds_probe"] = (
+                probe["results"]["train_seconds"])
     report.update(load_before=load_before, load_after=os.getloadavg(),
                   cpu_cores=os.cpu_count())
     files.write_json(f"{FLAGS.output}.json", report)
@@ -100,16 +130,20 @@ def main(argv):
     lines = [f"`{MAIN_COMMAND}` from a new workdir on {report['cpu_cores']} "
              "CPU cores (1-minute load average before / after: "
              f"{load_before[0]:.2f} / {report['load_after'][0]:.2f}); AT "
-             "by the same script for the same training time, with the "
-             "epochs and learning rate bench/budget_search.py chose for it. "
+             "by the same script for the same training time (epochs: "
+             "ANP-VS's training time, base included, over one AT epoch "
+             "timed here, rounded up), with the weight learning rate "
+             "bench/budget_search.py chose for AT on the validation split. "
              f"Worst case and APGD on the first "
              f"{report['worst_case_examples']:,} test images, PGD-40 and "
              "clean on all 10,000.", ""]
     lines += markdown_table(
-        ["method", "wall time", "worst case %", "APGD-CE %", "APGD-DLR %",
-         "PGD-40 %", "clean %", "unit sparsity %", "FLOPs reduction",
+        ["method", "wall time", "training time", "worst case %",
+         "APGD-CE %", "APGD-DLR %", "PGD-40 %", "clean %",
+         "unit sparsity %", "FLOPs reduction",
          "parameters", "serving speed-up (batch 256)"],
         [[name, f"{r['wall_seconds']:.0f} s",
+          f"{r['train_seconds']:.0f} s",
           *(f"{100 * r[k]:.2f}" for k in ("worst_case_acc", "apgd_ce_acc",
                                           "apgd_dlr_acc", "pgd40_acc",
                                           "clean_acc")),

@@ -70,6 +70,10 @@ def tiny_batch(dataset, size=4):
     return images, labels
 
 
+# Named presets: zoo entry -> the recipe it is a variant of.
+PRESETS = {"lenet5_caffe_mnist_anp_vs_budget": "lenet5_caffe_mnist_anp_vs"}
+
+
 def test_every_entry_is_a_valid_recipe_with_its_name():
     entries = list_experiments()
     assert len(entries) >= 15
@@ -78,7 +82,11 @@ def test_every_entry_is_a_valid_recipe_with_its_name():
         # Built, hence validated; and its JSON form reads back the same.
         assert config_lib.from_dict(config.to_dict()) == config
         architecture, dataset = config.model.architecture, config.data.dataset
-        assert entry == f"{architecture}_{dataset}_{config.train.method}"
+        name = f"{architecture}_{dataset}_{config.train.method}"
+        # A named preset of a recipe adds a suffix (e.g. _budget).
+        assert entry == name or entry in PRESETS, entry
+    for preset, recipe in PRESETS.items():
+        assert preset.startswith(recipe + "_") and recipe in entries
 
 
 def test_every_architecture_has_a_pinned_parameter_count():
@@ -132,3 +140,19 @@ def test_entry_trains_and_evaluates_one_step(entry):
     assert np.isfinite(logs["adv_ce_loss"]) and np.isfinite(logs["vs_loss"])
     logits = model.predict(images, verbose=0)
     assert logits.shape == (len(labels), num_classes)
+
+
+def test_the_budget_recipe_is_what_its_search_chose():
+    """lenet5_caffe_mnist_anp_vs_budget = the search's start + the chosen
+    trial (bench/results/budget_search.json), so the README's main command
+    runs what was validated."""
+    import json
+    from pathlib import Path
+
+    search = json.loads((Path(__file__).resolve().parents[1] / "bench"
+                         / "results" / "budget_search.json").read_text())
+    chosen = search["anp_vs_trials"][search["anp_vs_chosen"]]["overrides"]
+    start = search["start"]
+    expected = config_lib.replace(get_experiment(start["entry"]),
+                                  **{**start["overrides"], **chosen})
+    assert get_experiment(search["recipe"]) == expected
