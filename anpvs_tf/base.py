@@ -18,12 +18,9 @@ BASE_TEST_EXAMPLES = 1000
 
 def base_config(config):
     """The config of the base model a gated method trains first."""
-    test_examples = min(config.data.test_examples or BASE_TEST_EXAMPLES,
-                        BASE_TEST_EXAMPLES)
     return config_lib.replace(
         config,
         **{"train.method": config.train.base_method,
-           "data.test_examples": test_examples,
            "train.epochs": config.train.base_epochs,
            "train.gate_epochs": None,
            "train.base_workdir": None,

@@ -21,6 +21,7 @@ from anpvs_tf import files
 from anpvs_tf.assembly import build_model
 from anpvs_tf.assembly import compile_model
 from anpvs_tf.assembly import fit_model
+from anpvs_tf.base import BASE_TEST_EXAMPLES
 from anpvs_tf.base import base_config
 from anpvs_tf.base import check_base
 from anpvs_tf.base import copy_base_weights
@@ -65,7 +66,7 @@ def _base_workdir(config, workdir, log, verbose):
     log(f"Training the base model ({config.train.base_epochs} epochs, "
         f"method {config.train.base_method}) in {base_dir}")
     base = train(base_config(config), base_dir, log=log, verbose=verbose,
-                 report=False)
+                 report=False, test_examples=BASE_TEST_EXAMPLES)
     if base is not None:
         log(f"Base model: {100 * base['clean_acc']:.2f} % clean, "
             f"{100 * base['pgd_acc']:.2f} % PGD-"
@@ -93,7 +94,7 @@ def _weights_digest(network):
 
 
 def train(config, workdir, overwrite=False, log=print, verbose="auto",
-          command=None, report=True):
+          command=None, report=True, test_examples=None):
     """Trains (or resumes) `config` in `workdir`; returns the results dict.
 
     `command`, the command line that started the run, is kept in the
@@ -101,6 +102,8 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
 
     Under multi-worker training the chief returns the results and the
     other workers None. `report`: log the results table at the end.
+    `test_examples`: evaluate on only the first N of the config's test
+    images (a base model's starting-point report).
     """
     # First: multi_worker configures TensorFlow's runtime, which has to
     # happen before any op runs.
@@ -110,17 +113,19 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
     paths = WorkerPaths(strategy, workdir)
     try:
         return _train(config, Path(workdir), overwrite, log, verbose,
-                      strategy, paths, command, report)
+                      strategy, paths, command, report, test_examples)
     finally:
         paths.cleanup()
 
 
 def _train(config, workdir, overwrite, log, verbose, strategy, paths,
-           command=None, report=True):
+           command=None, report=True, test_examples=None):
     # Everything is checked before the workdir is touched, so a mistake
     # leaves nothing behind to conflict with the corrected command.
     train_images, train_labels = data.load_split(config.data, "train")
     test_images, test_labels = data.load_split(config.data, "test")
+    test_images = test_images[:test_examples]
+    test_labels = test_labels[:test_examples]
     if config.train.batch_size > len(train_labels):
         raise ConfigError(
             f"`train.batch_size`={config.train.batch_size} is larger than the "

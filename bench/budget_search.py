@@ -42,6 +42,7 @@ from anpvs_tf import files  # noqa: E402
 from anpvs_tf.assembly import build_model  # noqa: E402
 from anpvs_tf.assembly import compile_model  # noqa: E402
 from anpvs_tf.assembly import fit_model  # noqa: E402
+from anpvs_tf.base import BASE_TEST_EXAMPLES  # noqa: E402
 from anpvs_tf.base import base_config  # noqa: E402
 from anpvs_tf.base import copy_base_weights  # noqa: E402
 from anpvs_tf.callbacks import GateFreeze  # noqa: E402
@@ -183,7 +184,8 @@ def main(argv):
     runs = Path(FLAGS.runs_dir)
     base_dir = runs / "base"
     start = time.perf_counter()
-    train(base_config(recipe), base_dir, verbose=0)
+    train(base_config(recipe), base_dir, verbose=0,
+          test_examples=BASE_TEST_EXAMPLES)
     base_seconds = files.read_json(base_dir / "results.json",
                                    "delete the base")["train_seconds"]
     trials = {}
