@@ -102,6 +102,13 @@ ANP_VS_TRIALS = {
                             "train.gate_epochs": 12},
     "epochs_20_step_0.04": {"attack.step_size": 0.04, "train.epochs": 20,
                             "train.gate_epochs": 15},
+    # The weight learning rate, searched for AT too (AT_LEARNING_RATES).
+    "epochs_20_step_0.04_lr_0.003": {
+        "attack.step_size": 0.04, "train.epochs": 20,
+        "train.gate_epochs": 15, "train.weight_learning_rate": 0.003},
+    "epochs_20_step_0.04_lr_0.001": {
+        "attack.step_size": 0.04, "train.epochs": 20,
+        "train.gate_epochs": 15, "train.weight_learning_rate": 0.001},
     "epochs_20_step_0.04_beta_69": {
         "attack.step_size": 0.04, "train.epochs": 20,
         "train.gate_epochs": 15, "loss.kl_weight": 68.6},

@@ -125,3 +125,22 @@ def test_delivery_is_not_redone_and_overwrite_owns_its_files(delivered):
     # Everything delivered is ours: --overwrite may delete it all.
     changed = config_lib.replace(config, **{"train.seed": 1})
     assert check_workdir(changed, workdir, overwrite=True) is True
+
+
+def test_phase_progress_spans_every_remaining_step(capsys):
+    """One bar over the phase: a resumed run's bar counts only the steps
+    left, and it ends at its target."""
+    import keras
+
+    from anpvs_tf.callbacks import PhaseProgress
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile("sgd", "mse")
+    x, y = np.zeros((16, 3), np.float32), np.zeros((16, 2), np.float32)
+    progress = PhaseProgress(epochs=3, steps_per_epoch=4, initial_epoch=1)
+    model.fit(x, y, batch_size=4, epochs=3, initial_epoch=1, verbose=0,
+              callbacks=[progress])
+    assert progress.target == 8
+    assert progress.done == 8
+    assert progress.bar._seen_so_far == 8
+    assert "8/8" in capsys.readouterr().out
