@@ -55,6 +55,9 @@ def at_command(epochs, learning_rate):
     """AT on the same data, evaluated like the main command."""
     return ("python train.py --model=lenet5_caffe_mnist_at "
             f"--epochs={epochs} --weight_lr={learning_rate} "
+            # The main command's training attack and monitor slice, so
+            # that both spend their training time on the same work.
+            "--pgd_steps=10 --pgd_step_size=0.04 --monitor_examples=200 "
             "--override=eval.strong_examples=1000 "
             "--override=serve.export=true --workdir=runs/quickstart_at")
 
