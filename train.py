@@ -1,6 +1,7 @@
 """Trains a zoo entry (ANP-VS or a baseline) and evaluates it.
 
-    python train.py --epochs=8 --base_epochs=3 --workdir=runs/quickstart
+    python train.py --model=lenet5_caffe_mnist_anp_vs_budget \
+        --workdir=runs/quickstart
 
 The entry's recipe (the paper's hyper-parameters) is the starting point;
 every flag that is given overrides it, and --override=section.field=value

@@ -116,7 +116,7 @@ for _method in METHODS:
 @register_experiment("lenet5_caffe_mnist_anp_vs_budget")
 def _mnist_budget_recipe():
     """ANP-VS for a CPU budget (the README's main command): robust, small
-    and faster within about six minutes on the embedded 5k images.
+    and faster in under five minutes on the embedded 5k images.
 
     Not the paper's recipe (`lenet5_caffe_mnist_anp_vs`, 200 epochs, about
     40x more gate steps than this budget gives). Chosen by
