@@ -36,6 +36,9 @@ flags.DEFINE_string("after", "HEAD", "Revision after the change.")
 flags.DEFINE_string("fashion_dir", str(ROOT.parent / "shared" / "data" /
                                        "fashion-mnist"),
                     "Folder of the Fashion-MNIST IDX files.")
+flags.DEFINE_bool("after_first", False,
+                  "Time the after revision first in each pair (to see the "
+                  "order's effect).")
 flags.DEFINE_string("output", "bench/results/epoch_times",
                     "Output path without extension.")
 FLAGS = flags.FLAGS
@@ -65,7 +68,8 @@ def time_run(checkout, name, scratch):
 
 def main(argv):
     del argv
-    report = {"before": FLAGS.before, "after": FLAGS.after, "runs": {}}
+    report = {"before": FLAGS.before, "after": FLAGS.after,
+              "after_first": FLAGS.after_first, "runs": {}}
     with tempfile.TemporaryDirectory() as scratch:
         checkouts = {}
         for side in ("before", "after"):
@@ -75,10 +79,12 @@ def main(argv):
                             str(path), revision], cwd=ROOT, check=True)
             checkouts[side] = path
         try:
+            order = ("after", "before") if FLAGS.after_first else (
+                "before", "after")
             for name in RUNS:
                 report["runs"][name] = {
                     side: time_run(checkouts[side], name, scratch)
-                    for side in ("before", "after")}
+                    for side in order}
         finally:
             for path in checkouts.values():
                 subprocess.run(["git", "worktree", "remove", "--force",
