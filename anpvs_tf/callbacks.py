@@ -115,7 +115,7 @@ class PhaseProgress(keras.callbacks.Callback):
 
     def __init__(self, epochs, steps_per_epoch, initial_epoch=0):
         super().__init__()
-        self.steps_per_epoch = steps_per_epoch
+        self.epoch = initial_epoch
         self.target = (epochs - initial_epoch) * steps_per_epoch
         self.done = 0
         self.bar = None

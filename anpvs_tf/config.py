@@ -312,9 +312,9 @@ class EvalConfig(_Settings):
 
 @dataclasses.dataclass(frozen=True)
 class ServeConfig(_Settings):
-    """What train.py delivers after the evaluation (gated methods): the
-    compact SavedModel in <workdir>/export and its measured speed-up over
-    the same architecture unpruned."""
+    """What train.py delivers after the evaluation: the compact SavedModel
+    in <workdir>/export and its measured speed-up over the same
+    architecture unpruned."""
 
     KEY = "serve"
 

@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -37,12 +36,6 @@ from anpvs_tf.workdir import SUMMARY_FILE
 from anpvs_tf.workdir import SUMMARY_TABLE
 
 
-def _logits_only(network):
-    if isinstance(network.output, dict):
-        return keras.Model(network.inputs[0], network.output["logits"])
-    return network
-
-
 def serving_speedup(compact_saved_model, config, images):
     """Examples/s of the compact SavedModel and of the same architecture
     unpruned and ungated (its weights do not change its speed), timed in
@@ -55,7 +48,7 @@ def serving_speedup(compact_saved_model, config, images):
     batch = np.resize(images, (settings.batch_size, *images.shape[1:]))
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "unpruned"
-        serving.write_saved_model(_logits_only(unpruned), path)
+        serving.write_saved_model(serving.logits_model(unpruned), path)
         serves = {
             name: tf.saved_model.load(str(saved)).signatures[
                 serving.SIGNATURE]

@@ -22,6 +22,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -57,6 +58,14 @@ class ExportExistsError(ExportDirError):
 
 class ForeignExportDirError(ExportDirError, files.ForeignFilesError):
     """An export directory holds files that no export of ours wrote."""
+
+
+def logits_model(network):
+    """The network as images -> logits (zoo networks also return their
+    features, which serving does not need)."""
+    if isinstance(network.output, dict):
+        return keras.Model(network.inputs[0], network.output["logits"])
+    return network
 
 
 def image_spec(model):

@@ -76,14 +76,6 @@ def randomise(network, fraction, rng):
             layer.beta.assign(rng.uniform(-0.5, 1.0, width))
 
 
-def logits_model(network):
-    import keras
-
-    if isinstance(network.output, dict):
-        return keras.Model(network.inputs[0], network.output["logits"])
-    return network
-
-
 def served_entry(model, path, flops):
     import tensorflow as tf
 
@@ -103,6 +95,7 @@ def bench_architecture(architecture, images, scratch, rng):
     import keras
     import numpy as np
 
+    from anpvs_tf import serving
     from anpvs_tf.complexity import complexity_report
     from anpvs_tf.complexity import count_complexity
     from anpvs_tf.pruning import compact_network
@@ -110,7 +103,7 @@ def bench_architecture(architecture, images, scratch, rng):
 
     plain = build_network(architecture, gated=False, seed=FLAGS.seed)
     served = {"plain": served_entry(
-        logits_model(plain), Path(scratch) / "plain",
+        serving.logits_model(plain), Path(scratch) / "plain",
         count_complexity(plain).flops)}
     analysis = {}
     for fraction in map(float, FLAGS.fractions):

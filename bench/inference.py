@@ -69,7 +69,6 @@ def define_flags():
 
 def _serving_models(workdir, plain_workdir, scratch):
     """{"plain"|"gated"|"compact": (serving fn, params, flops, bytes)}."""
-    import keras
     import tensorflow as tf
 
     from anpvs_tf import serving
@@ -87,9 +86,7 @@ def _serving_models(workdir, plain_workdir, scratch):
     }
     served = {}
     for name, model in models.items():
-        if isinstance(model.output, dict):
-            # The zoo networks also return features: serve logits only.
-            model = keras.Model(model.inputs[0], model.output["logits"])
+        model = serving.logits_model(model)
         path = Path(scratch) / name
         serving.write_saved_model(model, path)
         fn = tf.saved_model.load(str(path)).signatures[serving.SIGNATURE]
