@@ -123,6 +123,13 @@ def define_flags():
         "fine-tune the pruned network without mask noise for the remaining "
         "epochs. Default: the recipe's (the paper's: gates learn for every "
         "epoch).")
+    flags.DEFINE_bool(
+        "compact_fine_tune", None,
+        "After --gate_epochs, train the network without its pruned units "
+        "(the same steps as the masked network, up to float rounding, at "
+        "the cost of the units that remain); --nocompact_fine_tune keeps "
+        "the masked network. Networks with a batch-norm after a gate "
+        "(VGG-16, ResNet-18) stay masked. Default: the recipe's (on).")
     flags.DEFINE_float(
         "gate_init", None,
         "Raw initial value of the gates' first concentration a (softplus "

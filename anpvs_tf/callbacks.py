@@ -111,7 +111,8 @@ PROGRESS_METRICS = ("clean_accuracy", "adv_accuracy", "sparsity")
 class PhaseProgress(keras.callbacks.Callback):
     """One progress bar over all the epochs of a training phase, so its
     ETA is the phase's, not the epoch's; the monitor slice's accuracies
-    are added once per epoch."""
+    are added once per epoch. One instance may serve several `fit` calls
+    (the gated epochs, then the compact fine-tune): the bar goes on."""
 
     def __init__(self, epochs, steps_per_epoch, initial_epoch=0):
         super().__init__()
@@ -122,6 +123,8 @@ class PhaseProgress(keras.callbacks.Callback):
         self.monitor = []
 
     def on_train_begin(self, logs=None):
+        if self.bar is not None:
+            return
         interactive = (getattr(sys.stdout, "isatty", lambda: False)()
                        or "ipykernel" in sys.modules)
         self.bar = keras.utils.Progbar(
@@ -149,5 +152,5 @@ class PhaseProgress(keras.callbacks.Callback):
                         if logs and name in logs]
 
     def on_train_end(self, logs=None):
-        if self.bar is not None:
+        if self.bar is not None and self.done >= self.target:
             self.bar.update(self.done, values=self.monitor, finalize=True)

@@ -323,6 +323,32 @@ class ChannelGraph:
         width = self.state(layer.output).scale.shape[0]
         return self.folded.get(layer.name, np.ones(width))
 
+    def placement(self, member, total):
+        """Where an `Add` member's computed channels go among the sum's:
+        KeepFeatures indices (-1: an exact zero, the member's gate pruned
+        a channel the sum keeps), or None when they already line up."""
+        computed = self.carried(member)
+        usable = computed & self.state(member).alive
+        position = np.cumsum(computed) - 1
+        kept = np.flatnonzero(self.carried(total))
+        indices = np.where(usable[kept], position[kept], -1)
+        if indices.size == computed.sum() and np.array_equal(
+            indices, np.arange(indices.size)
+        ):
+            return None
+        return indices
+
+    def flatten_selection(self, layer):
+        """Which of a flatten's features (of its carried channels) the
+        network after it uses: indices, or None for all of them (the
+        features its own gate pruned are dropped)."""
+        count = positions(layer.input, layer)
+        produced = np.tile(self.carried(layer.input), count)
+        keep_out = self.carried(layer.output)
+        if np.array_equal(produced, keep_out):
+            return None
+        return np.flatnonzero(keep_out[produced])
+
     # === Forward: channel states ===
 
     def _set(self, tensor, channels, root):

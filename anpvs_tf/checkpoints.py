@@ -23,6 +23,30 @@ def make_checkpoint(model):
     )
 
 
+def compact_part(compact):
+    """What a checkpoint holds of a compact fine-tune (compact_training):
+    the compact model's variables and its optimizer."""
+    return tf.train.Checkpoint(
+        compact_variables=list(compact.variables),
+        compact_optimizer=compact.optimizer,
+    )
+
+
+def with_compact(checkpoint, compact):
+    """A run's checkpoint during its compact fine-tune: the gated model as
+    its gates froze (it no longer changes: the compact architecture is
+    derived from it on resume), plus the compact model, in its own shapes."""
+    return tf.train.Checkpoint(
+        model_variables=checkpoint.model_variables,
+        weight_optimizer=checkpoint.weight_optimizer,
+        gate_optimizer=checkpoint.gate_optimizer,
+        epoch=checkpoint.epoch,
+        seconds=checkpoint.seconds,
+        compact_variables=list(compact.variables),
+        compact_optimizer=compact.optimizer,
+    )
+
+
 def _checkpoint_number(path):
     return int(str(path).rsplit("-", 1)[1])
 

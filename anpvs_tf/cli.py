@@ -106,6 +106,7 @@ CONFIG_FLAGS = {
     "weight_lr": "train.weight_learning_rate",
     "gate_lr": "train.gate_learning_rate",
     "gate_epochs": "train.gate_epochs",
+    "compact_fine_tune": "train.compact_fine_tune",
     "seed": "train.seed",
     "strategy": "train.strategy",
     "mixed_precision": "train.mixed_precision",

@@ -249,6 +249,10 @@ class TrainConfig(_Settings):
     # weights fine-tune the pruned network for the remaining epochs.
     # None: the gates learn throughout (the paper).
     gate_epochs: int | None = None
+    # After gate_epochs, fine-tune the network without its pruned units
+    # (anpvs_tf.compact_training): the masked fine-tune's steps, at the
+    # compact network's cost. False: keep training the masked network.
+    compact_fine_tune: bool = True
 
     def _checks(self, key):
         gated = self.method in GATED_METHODS

@@ -260,3 +260,56 @@ class BetaBernoulliGate(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="anpvs_tf")
+class FrozenGate(keras.layers.Layer):
+    """A frozen gate on the units a compact network still carries.
+
+    Multiplies unit k by its fixed inference mask (E[pi], or 0 where the
+    unit is carried only as an exact zero), as a frozen BetaBernoulliGate
+    does in training and at inference. It reports what the full gate
+    would: its width, its surviving units and its (constant) KL, so a
+    model training the compact network logs the same sparsity and losses
+    as the masked one (anpvs_tf.compact_training).
+
+    Args:
+        full_units: the width of the gate it replaces.
+        active: how many of those survive pruning.
+        kl: that gate's KL term, a constant once frozen.
+    """
+
+    def __init__(self, full_units, active, kl, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        self.full_units = int(full_units)
+        self.active_count = int(active)
+        self.kl = float(kl)
+        # Frozen by construction: ANPVSModel trains no gate parameter.
+        self.frozen = True
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(
+            name="scale", shape=(input_shape[-1],), initializer="ones",
+            trainable=False,
+        )
+
+    @property
+    def units(self):
+        return self.full_units
+
+    def active_units(self):
+        return tf.constant(self.active_count, tf.int32)
+
+    def kl_divergence(self):
+        return tf.constant(self.kl, tf.float32)
+
+    def call(self, inputs, training=False):
+        return inputs * tf.cast(self.scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "full_units": self.full_units,
+                "active": self.active_count, "kl": self.kl}

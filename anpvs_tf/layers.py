@@ -1,6 +1,7 @@
 """Helpers that place gates in functional networks."""
 
 from anpvs_tf.gates import BetaBernoulliGate
+from anpvs_tf.gates import FrozenGate
 
 
 class GatePlacer:
@@ -51,9 +52,10 @@ def network_outputs(logits, features):
 
 
 def gates_of(network):
-    """The gate layers of a network, in forward order."""
+    """The gate layers of a network, in forward order (the frozen gates
+    of a compact fine-tune network included)."""
     return [
         layer
         for layer in network.layers
-        if isinstance(layer, BetaBernoulliGate)
+        if isinstance(layer, (BetaBernoulliGate, FrozenGate))
     ]

@@ -119,6 +119,27 @@ class ANPVSModel(keras.Model):
                 name=name
             )
 
+    def on_network(self, network):
+        """This model's method and settings on another network (the
+        compact fine-tune's), its attack's random stream continuing this
+        one's. Build it in the same distribution strategy scope."""
+        other = type(self)(
+            network,
+            method=self.method,
+            attack=self.attack,
+            eval_attack=self.eval_attack,
+            kl_weight=self.kl_weight,
+            kl_normalizer=self.kl_normalizer,
+            vs_weight=self.vs_weight,
+            adv_weight=self.adv_weight,
+            l2_weight=self.l2_weight,
+            trades_weight=self.trades_weight,
+            seed=self.seed,
+        )
+        other.attack_seed_generator.state.assign(
+            self.attack_seed_generator.state)
+        return other
+
     @property
     def adversarial(self):
         return self.objective.attack is not None

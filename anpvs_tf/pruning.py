@@ -186,21 +186,6 @@ def _compact_batch_norm(layer, analysis):
     return type(layer).from_config(config), weights
 
 
-def _placement(analysis, member, total):
-    """KeepFeatures indices that put a member's computed channels where the
-    sum's computed channels are (-1: a zero), or None if they already are."""
-    computed = analysis.carried(member)
-    usable = computed & analysis.state(member).alive
-    position = np.cumsum(computed) - 1
-    kept = np.flatnonzero(analysis.carried(total))
-    indices = np.where(usable[kept], position[kept], -1)
-    if indices.size == computed.sum() and np.array_equal(
-        indices, np.arange(indices.size)
-    ):
-        return None
-    return indices
-
-
 def _copy(layer, kind, analysis):
     """A weightless or untouched layer, after checking no unit is cut."""
     if kind in (graph_analysis.ELEMENTWISE, graph_analysis.OPAQUE) and not (
@@ -215,7 +200,8 @@ def _copy(layer, kind, analysis):
     return type(layer).from_config(layer.get_config()), weights
 
 
-def _check_compactable(analysis):
+def check_compactable(analysis):
+    """Raises what makes the analysed network impossible to compact."""
     if analysis.obstacles:
         raise ValueError(analysis.obstacles[0])
     for step in analysis.steps:
@@ -244,7 +230,7 @@ def compact_network(network, name=None):
         ["logits"]` up to float rounding.
     """
     analysis = graph_analysis.analyse(network)
-    _check_compactable(analysis)
+    check_compactable(analysis)
     source = analysis.input
     inputs = keras.Input(
         shape=source.shape[1:], dtype=source.dtype, name=source.name
@@ -267,7 +253,7 @@ def compact_network(network, name=None):
             members = []
             for index, member in enumerate(step.inputs):
                 y = compact[id(member)]
-                indices = _placement(analysis, member, step.output)
+                indices = analysis.placement(member, step.output)
                 if indices is not None:
                     y = KeepFeatures(
                         indices, name=f"{layer.name}_input{index}"
@@ -278,16 +264,9 @@ def compact_network(network, name=None):
             x = new_layer(x)
         assignments.append((new_layer, weights))
         if step.kind == graph_analysis.FLATTEN:
-            # The flat features of the kept channels, minus those the
-            # flatten gate pruned.
-            count = graph_analysis.positions(layer.input, layer)
-            produced = np.tile(analysis.carried(layer.input), count)
-            keep_out = analysis.carried(layer.output)
-            if not np.array_equal(produced, keep_out):
-                x = KeepFeatures(
-                    np.flatnonzero(keep_out[produced]),
-                    name=f"{layer.name}_keep",
-                )(x)
+            selection = analysis.flatten_selection(layer)
+            if selection is not None:
+                x = KeepFeatures(selection, name=f"{layer.name}_keep")(x)
         compact[id(step.output)] = x
     for new_layer, weights in assignments:
         new_layer.set_weights([np.asarray(w, np.float32) for w in weights])

@@ -29,8 +29,12 @@ from anpvs_tf.callbacks import EpochCheckpoint
 from anpvs_tf.callbacks import GateFreeze
 from anpvs_tf.callbacks import HistoryLog
 from anpvs_tf.callbacks import PhaseProgress
+from anpvs_tf.compact_training import compact_fine_tune_model
+from anpvs_tf.compact_training import widen
 from anpvs_tf.checkpoints import checkpoint_candidates
+from anpvs_tf.checkpoints import compact_part
 from anpvs_tf.checkpoints import make_checkpoint
+from anpvs_tf.checkpoints import with_compact
 from anpvs_tf.checkpoints import restore_latest
 from anpvs_tf.datasets import DATASET_INFO
 from anpvs_tf.distribution import WorkerPaths
@@ -83,6 +87,34 @@ def _compiled_model(config, strategy, num_train_examples):
             num_train_examples,
         )
         return compile_model(model, config, num_train_examples)
+
+
+def _compact_fine_tune(model, checkpoint, config, strategy,
+                       num_train_examples, checkpoint_path, log):
+    """Freezes the gates and moves training onto the compact network.
+
+    Returns (compact model, its Narrowed, the checkpoint of the compact
+    phase), or None where the fine-tune has to stay masked (logged).
+    `checkpoint_path`: a checkpoint of the compact phase to resume from.
+    """
+    model.freeze_gates()
+    try:
+        compact, narrowed = compact_fine_tune_model(
+            model, config, strategy, num_train_examples)
+    except ValueError as error:
+        log(f"The fine-tune stays masked: {error}.")
+        return None
+    compact_checkpoint = with_compact(checkpoint, compact)
+    if checkpoint_path is not None:
+        # A compact-phase checkpoint holds the compact model's own state;
+        # one written by a masked fine-tune (older runs) holds none, and
+        # what was derived from its gated network stands.
+        compact_part(compact).restore(checkpoint_path).expect_partial()
+    full = sum(int(np.prod(v.shape)) for v in model.network.weights)
+    kept = sum(int(np.prod(v.shape)) for v in compact.network.weights)
+    log(f"Gates frozen; the fine-tune trains the compact network "
+        f"({kept:,} of {full:,} weights)")
+    return compact, narrowed, compact_checkpoint
 
 
 def _weights_digest(network):
@@ -194,38 +226,64 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
             test_images[:monitor], test_labels[:monitor],
             config.eval.batch_size,
         )
-    callbacks = [
-        # First: a diverged epoch is never logged or checkpointed.
-        DivergenceGuard(),
-        # Before the checkpoint: a kill between the two repeats the epoch,
-        # whose row the resumed run then replaces, so no row is missing.
-        HistoryLog(paths(workdir / HISTORY_FILE), initial_epoch),
-        EpochCheckpoint(manager, checkpoint.epoch, checkpoint.seconds),
-        keras.callbacks.TensorBoard(
-            str(paths(workdir / "logs")), write_graph=False
-        ),
-    ]
-    if train_config.gate_epochs is not None and model.gates:
-        callbacks.append(GateFreeze(train_config.gate_epochs))
+    history = HistoryLog(paths(workdir / HISTORY_FILE), initial_epoch)
     steps_per_epoch = len(train_labels) // train_config.batch_size
-    log(f"Training {train_config.method} for {train_config.epochs} epochs "
-        f"({steps_per_epoch} steps of {train_config.batch_size} over "
-        f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
+    progress = None
     if verbose in ("auto", 1):
-        # One bar for the whole phase (its ETA), instead of Keras' own.
-        callbacks.append(PhaseProgress(train_config.epochs, steps_per_epoch,
-                                       initial_epoch))
+        # One bar for the whole run (its ETA), instead of Keras' own.
+        progress = PhaseProgress(train_config.epochs, steps_per_epoch,
+                                 initial_epoch)
         verbose = 0
-    if initial_epoch < train_config.epochs:
+
+    def fit(trainee, first, last, manager):
+        if first >= last:
+            return
+        callbacks = [
+            # First: a diverged epoch is never logged or checkpointed.
+            DivergenceGuard(),
+            # Before the checkpoint: a kill between the two repeats the
+            # epoch, whose row the resumed run then replaces.
+            history,
+            EpochCheckpoint(manager, checkpoint.epoch, checkpoint.seconds),
+            keras.callbacks.TensorBoard(
+                str(paths(workdir / "logs")), write_graph=False),
+        ]
+        if train_config.gate_epochs is not None and trainee.gates:
+            callbacks.append(GateFreeze(train_config.gate_epochs))
+        if progress is not None:
+            callbacks.append(progress)
         fit_model(
-            model, config, train_images, train_labels,
-            initial_epoch=initial_epoch,
+            trainee, config, train_images, train_labels,
+            initial_epoch=first, epochs=last,
             validation_data=monitor_ds,
             callbacks=callbacks,
             verbose=verbose,
             distribute=lambda dataset: distribute_batches(
                 strategy, dataset, train_config.batch_size),
         )
+
+    log(f"Training {train_config.method} for {train_config.epochs} epochs "
+        f"({steps_per_epoch} steps of {train_config.batch_size} over "
+        f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
+    epochs, gate_epochs = train_config.epochs, train_config.gate_epochs
+    compacting = (bool(model.gates) and gate_epochs is not None
+                  and train_config.compact_fine_tune)
+    if not compacting:
+        fit(model, initial_epoch, epochs, manager)
+    else:
+        fit(model, initial_epoch, gate_epochs, manager)  # the gates learn
+        compact = _compact_fine_tune(
+            model, checkpoint, config, strategy, len(train_labels),
+            restored if initial_epoch > gate_epochs else None, log)
+        if compact is None:
+            fit(model, max(initial_epoch, gate_epochs), epochs, manager)
+        else:
+            trainee, narrowed, compact_checkpoint = compact
+            fit(trainee, max(initial_epoch, gate_epochs), epochs,
+                tf.train.CheckpointManager(
+                    compact_checkpoint, paths(checkpoint_dir),
+                    max_to_keep=2))
+            widen(narrowed)
     check_usable(model.network, f"'{workdir}' after training")
     if paths.chief:
         with files.atomic_path(workdir / NETWORK_FILE,

@@ -118,6 +118,10 @@ flags.DEFINE_integer(
     "ANP-VS's gates learn for this many epochs, then freeze and the "
     "weights fine-tune the pruned network for the rest of --epochs "
     "(train.py --gate_epochs); 0: the gates learn throughout.")
+flags.DEFINE_integer(
+    "strong_examples", 0,
+    "Also score APGD-CE, APGD-DLR and the per-example worst case on the "
+    "first N test images (train.py's eval.strong_examples); 0: PGD-40 only.")
 FLAGS = flags.FLAGS
 
 ENTRY = "lenet5_caffe_fashion_mnist"
@@ -150,7 +154,9 @@ def anp_vs_overrides():
     }
 
 
-def run(name):
+def run(name, extra=None):
+    """Trains (or reads) run `name`; `extra`: overrides on top of its own
+    (the workdir is still `name`'s: give a variant its own name)."""
     epsilon = 0.1
     overrides = {
         "data.source": "idx",
@@ -175,6 +181,8 @@ def run(name):
             epochs = FLAGS.epochs - FLAGS.base_epochs
             overrides["train.decay_fractions"] = decay_fractions(
                 FLAGS.base_epochs, epochs)
+    overrides["eval.strong_examples"] = FLAGS.strong_examples
+    overrides.update(extra or {})
     return budget.run_method(
         ENTRY, method, overrides, FLAGS.runs_dir, name,
         epochs, FLAGS.monitor_examples,

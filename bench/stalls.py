@@ -32,7 +32,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 # The same models, steps and stall threshold as bench/throughput.py.
 from throughput import METHODS  # noqa: E402
-from throughput import cpu_ticks  # noqa: E402
+from timing import cpu_ticks  # noqa: E402
 from throughput import make_model  # noqa: E402
 
 FLAGS = flags.FLAGS

@@ -59,6 +59,7 @@ from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from timing import cpu_ticks  # noqa: E402
 from timing import median_call_seconds  # noqa: E402
 
 flags.DEFINE_integer("rounds", 6, "Timed rounds per model (interleaved).")
@@ -116,13 +117,6 @@ def cpu_peak():
         "flops_per_cycle_reason": why,
         "peak_gflops": peak / 1e9,
     }
-
-
-def cpu_ticks():
-    """(idle, total) jiffies of the whole machine, from /proc/stat."""
-    fields = [int(v) for v in
-              Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    return fields[3] + fields[4], sum(fields)
 
 
 def make_model(method, seed, mixed_precision="none"):

@@ -2,6 +2,7 @@
 
 import statistics
 import time
+from pathlib import Path
 
 
 def median_call_seconds(fn, repeats, seconds):
@@ -16,3 +17,10 @@ def median_call_seconds(fn, repeats, seconds):
             count += 1
         samples.append((time.perf_counter() - start) / count)
     return statistics.median(samples)
+
+
+def cpu_ticks():
+    """(idle, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in
+              Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)

@@ -119,3 +119,25 @@ def mnist_eval_batch():
 
     images, labels = data.load_arrays("mnist", "test", "embedded")
     return images[:200], labels[:200]
+
+
+@pytest.fixture
+def pruned_start(monkeypatch):
+    """Gated runs start with half of every gate's units pruned, so the
+    compact fine-tune really is smaller (a tiny run's 4 gate steps prune
+    nothing)."""
+    from anpvs_tf import training
+    from anpvs_tf.layers import gates_of
+    from tests.test_pruning import PRUNED_RAW
+
+    real = training.copy_base_weights
+
+    def copy_then_prune(config, base_dir, network, log):
+        real(config, base_dir, network, log)
+        for number, gate in enumerate(gates_of(network)):
+            raw = np.full(gate.units, 2.0, np.float32)
+            raw[np.random.RandomState(number).permutation(gate.units)
+                < gate.units // 2] = PRUNED_RAW
+            gate.concentration1_raw.assign(raw)
+
+    monkeypatch.setattr(training, "copy_base_weights", copy_then_prune)

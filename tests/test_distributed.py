@@ -56,12 +56,17 @@ def test_each_replica_gets_its_rows_of_the_global_batch(mirrored_strategy):
         np.testing.assert_array_equal(local[1].numpy(), global_labels[16:])
 
 
-def test_mirrored_training_equals_single_device(tmp_path, mirrored_strategy):
+@pytest.mark.parametrize("gate_epochs", [None, 1])
+def test_mirrored_training_equals_single_device(tmp_path, mirrored_strategy,
+                                                pruned_start, gate_epochs):
     """Two epochs of ANP-VS (and its base) through train(): MirroredStrategy
     over 2 CPUs gives the weights, per-epoch metrics and test results of one
-    device on the same global batch, with the same learning rates."""
+    device on the same global batch, with the same learning rates; also
+    when the gates freeze after one epoch and the compact network (half
+    the units of every gate pruned at the start) fine-tunes."""
     # Any gated network shows it: a tiny LeNet.
-    tiny = {"model.architecture": "lenet5_caffe_tiny"}
+    tiny = {"model.architecture": "lenet5_caffe_tiny",
+            "train.gate_epochs": gate_epochs}
     single = train(run_config("lenet5_caffe_mnist_anp_vs", 2, **tiny),
                    tmp_path / "single", verbose=0)
     mirrored = train(

@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from anpvs_tf.callbacks import GateFreeze
@@ -85,17 +86,22 @@ def test_a_run_resumed_past_gate_epochs_starts_frozen(mnist_test_batch):
     assert model.gate_optimizer.iterations.numpy() == 0
 
 
-def test_train_config_gate_epochs_reaches_the_run(tmp_path):
+@pytest.mark.parametrize("compact", [True, False])
+def test_train_config_gate_epochs_reaches_the_run(tmp_path, compact):
     config = run_config("lenet5_caffe_mnist_anp_vs", 2,
                         **{"train.gate_epochs": 1,
+                           "train.compact_fine_tune": compact,
                            "model.architecture": "lenet5_caffe_tiny"})
     train(config, tmp_path, verbose=0)
     reader = tf.train.load_checkpoint(str(tmp_path / "checkpoints"))
+    # A compact fine-tune trains the weights with the compact model's
+    # optimizer; the gated model's stays as the gates froze.
+    weights = "compact_optimizer" if compact else "weight_optimizer"
     iterations = {
         name: reader.get_tensor(f"{name}/_iterations/.ATTRIBUTES/"
                                 "VARIABLE_VALUE")
-        for name in ("gate_optimizer", "weight_optimizer")
+        for name in ("gate_optimizer", weights)
     }
     steps_per_epoch = 128 // 32
     assert iterations == {"gate_optimizer": steps_per_epoch,
-                          "weight_optimizer": 2 * steps_per_epoch}
+                          weights: 2 * steps_per_epoch}
