@@ -126,8 +126,11 @@ def plan(config):
     if train.method in FROM_BASE_METHODS and train.base_workdir is None:
         steps.append(f"base model ({train.base_method}, "
                      f"{train.base_epochs} epochs)")
-    freeze = (f", gates frozen after {train.gate_epochs}"
-              if train.gate_epochs is not None else "")
+    freeze = ""
+    if train.gate_epochs is not None:
+        network = "compact" if train.compact_fine_tune else "masked"
+        freeze = (f", gates frozen after {train.gate_epochs}, then the "
+                  f"{network} network fine-tunes")
     steps.append(f"{train.method} ({train.epochs} epochs{freeze})")
     test = (f"the first {config.data.test_examples:,}"
             if config.data.test_examples else "all")

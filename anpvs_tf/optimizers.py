@@ -4,7 +4,10 @@ import keras
 
 
 def step_decay(learning_rate, total_steps, decay_fractions):
-    """x0.1 at each fraction of training (paper: 50% and 70%)."""
+    """x0.1 at each fraction of training (paper: 50% and 70%); no
+    fractions: a constant learning rate."""
+    if not decay_fractions:
+        return learning_rate
     boundaries = [max(1, int(f * total_steps)) for f in decay_fractions]
     values = [learning_rate * 0.1**i for i in range(len(boundaries) + 1)]
     return keras.optimizers.schedules.PiecewiseConstantDecay(

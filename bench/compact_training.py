@@ -237,14 +237,19 @@ def main(argv):
     summary = {}
     if output.with_suffix(".json").exists():
         summary = files.read_json(output.with_suffix(".json"))
-    if "lenet_mnist" in FLAGS.compact_sections:
-        runs, compact_dir = lenet_runs(runs_dir)
-        summary["lenet_mnist"] = {**throughput(compact_dir), "runs": runs}
-    if "fashion" in FLAGS.compact_sections:
-        summary["fashion"] = fashion_runs()
-    files.write_json(output.with_suffix(".json"), summary)
-    files.write_text(output.with_suffix(".md"), markdown(summary) + "\n")
+    sections = {"lenet_mnist": lambda: lenet_section(runs_dir),
+                "fashion": fashion_runs}
+    for name in FLAGS.compact_sections:
+        summary[name] = sections[name]()
+        # Each section is saved as it ends.
+        files.write_json(output.with_suffix(".json"), summary)
+        files.write_text(output.with_suffix(".md"), markdown(summary) + "\n")
     print(markdown(summary))
+
+
+def lenet_section(runs_dir):
+    runs, compact_dir = lenet_runs(runs_dir)
+    return {**throughput(compact_dir), "runs": runs}
 
 
 if __name__ == "__main__":

@@ -130,14 +130,16 @@ ENTRY = "lenet5_caffe_fashion_mnist"
 def decay_fractions(first_epoch, epochs):
     """AT's learning-rate decays (the recipe's fractions of its --epochs)
     as fractions of a run covering epochs [first_epoch, first_epoch +
-    epochs) of AT's: at_base (0, 5) gets (1.5, 2.1), no decay before it
-    stops; anp_vs (5, 10) gets (0.25, 0.55), AT's decays at the same global
-    epochs."""
+    epochs) of AT's: at_base (0, 5) gets none (AT's decays come after it
+    stops); anp_vs (5, 10) gets (0.25, 0.55), AT's decays at the same
+    global epochs."""
     from anpvs_tf.registry import get_experiment
 
     at_fractions = get_experiment(f"{ENTRY}_at").train.decay_fractions
-    return tuple((f * FLAGS.epochs - first_epoch) / epochs
+    fractions = ((f * FLAGS.epochs - first_epoch) / epochs
                  for f in at_fractions)
+    # A decay after the run's end (at_base's) is none.
+    return tuple(f for f in fractions if f < 1)
 
 
 def anp_vs_overrides():
