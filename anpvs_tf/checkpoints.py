@@ -9,6 +9,11 @@ from anpvs_tf.errors import ConfigError
 from anpvs_tf.workdir import OVERWRITE_DELETES
 
 
+# What every run's checkpoint holds (make_checkpoint).
+RUN_ENTRIES = ("model_variables", "weight_optimizer", "gate_optimizer",
+               "epoch", "seconds")
+
+
 def make_checkpoint(model):
     """A checkpoint of everything a resumed run needs."""
     # Keras 3 models are not traversed by tf.train.Checkpoint: list their
@@ -23,13 +28,15 @@ def make_checkpoint(model):
     )
 
 
+def _compact_entries(compact):
+    return {"compact_variables": list(compact.variables),
+            "compact_optimizer": compact.optimizer}
+
+
 def compact_part(compact):
     """What a checkpoint holds of a compact fine-tune (compact_training):
     the compact model's variables and its optimizer."""
-    return tf.train.Checkpoint(
-        compact_variables=list(compact.variables),
-        compact_optimizer=compact.optimizer,
-    )
+    return tf.train.Checkpoint(**_compact_entries(compact))
 
 
 def with_compact(checkpoint, compact):
@@ -37,14 +44,8 @@ def with_compact(checkpoint, compact):
     its gates froze (it no longer changes: the compact architecture is
     derived from it on resume), plus the compact model, in its own shapes."""
     return tf.train.Checkpoint(
-        model_variables=checkpoint.model_variables,
-        weight_optimizer=checkpoint.weight_optimizer,
-        gate_optimizer=checkpoint.gate_optimizer,
-        epoch=checkpoint.epoch,
-        seconds=checkpoint.seconds,
-        compact_variables=list(compact.variables),
-        compact_optimizer=compact.optimizer,
-    )
+        **{name: getattr(checkpoint, name) for name in RUN_ENTRIES},
+        **_compact_entries(compact))
 
 
 def _checkpoint_number(path):

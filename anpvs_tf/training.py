@@ -29,13 +29,13 @@ from anpvs_tf.callbacks import EpochCheckpoint
 from anpvs_tf.callbacks import GateFreeze
 from anpvs_tf.callbacks import HistoryLog
 from anpvs_tf.callbacks import PhaseProgress
-from anpvs_tf.compact_training import compact_fine_tune_model
-from anpvs_tf.compact_training import widen
 from anpvs_tf.checkpoints import checkpoint_candidates
 from anpvs_tf.checkpoints import compact_part
 from anpvs_tf.checkpoints import make_checkpoint
-from anpvs_tf.checkpoints import with_compact
 from anpvs_tf.checkpoints import restore_latest
+from anpvs_tf.checkpoints import with_compact
+from anpvs_tf.compact_training import compact_fine_tune_model
+from anpvs_tf.compact_training import widen
 from anpvs_tf.datasets import DATASET_INFO
 from anpvs_tf.distribution import WorkerPaths
 from anpvs_tf.distribution import agree_across_workers
@@ -110,8 +110,8 @@ def _compact_fine_tune(model, checkpoint, config, strategy,
         # one written by a masked fine-tune (older runs) holds none, and
         # what was derived from its gated network stands.
         compact_part(compact).restore(checkpoint_path).expect_partial()
-    full = sum(int(np.prod(v.shape)) for v in model.network.weights)
-    kept = sum(int(np.prod(v.shape)) for v in compact.network.weights)
+    full, kept = (sum(int(np.prod(v.shape)) for v in m.weight_variables)
+                  for m in (model, compact))
     log(f"Gates frozen; the fine-tune trains the compact network "
         f"({kept:,} of {full:,} weights)")
     return compact, narrowed, compact_checkpoint
