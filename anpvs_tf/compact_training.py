@@ -42,8 +42,8 @@ from anpvs_tf import precision
 from anpvs_tf.assembly import compile_model
 from anpvs_tf.gates import FrozenGate
 from anpvs_tf.layers import network_outputs
-from anpvs_tf.pruning import KeepFeatures
 from anpvs_tf.pruning import check_compactable
+from anpvs_tf.pruning import connect
 
 # Layers that draw random numbers in training.
 _RANDOM_LAYERS = (
@@ -147,7 +147,6 @@ def narrow(network):
     scales = []
     for step in analysis.steps:
         layer = step.layer
-        x = tensors[id(step.inputs[0])]
         if step.kind == graph_analysis.GATE:
             new_layer, scale = _frozen_gate(layer, analysis)
             scales.append((new_layer, scale))
@@ -163,24 +162,9 @@ def narrow(network):
             # a dropout's random stream included.
             new_layer = type(layer).from_config(layer.get_config())
             indices = [{}] * len(layer.variables)
-        if step.kind == graph_analysis.ADD:
-            members = []
-            for number, member in enumerate(step.inputs):
-                y = tensors[id(member)]
-                placement = analysis.placement(member, step.output)
-                if placement is not None:
-                    y = KeepFeatures(
-                        placement, name=f"{layer.name}_input{number}")(y)
-                members.append(y)
-            x = new_layer(members)
-        else:
-            x = new_layer(x)
-        if step.kind == graph_analysis.FLATTEN:
-            selection = analysis.flatten_selection(layer)
-            if selection is not None:
-                x = KeepFeatures(selection, name=f"{layer.name}_keep")(x)
+        tensors[id(step.output)] = connect(new_layer, step, analysis,
+                                           tensors)
         pairs.append((layer, new_layer, indices))
-        tensors[id(step.output)] = x
 
     features = {}
     for name, tensor in network.output["features"].items():

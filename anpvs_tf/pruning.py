@@ -216,6 +216,29 @@ def check_compactable(analysis):
             )
 
 
+def connect(new_layer, step, analysis, tensors):
+    """Calls the rebuilt layer of `step` on the rebuilt inputs (`tensors`:
+    id of an original tensor -> its rebuilt one) and returns its output:
+    an Add's members placed among the sum's carried channels, a flatten's
+    features cut to those the network after it uses."""
+    layer = step.layer
+    if step.kind == graph_analysis.ADD:
+        members = []
+        for index, member in enumerate(step.inputs):
+            y = tensors[id(member)]
+            indices = analysis.placement(member, step.output)
+            if indices is not None:
+                y = KeepFeatures(indices, name=f"{layer.name}_input{index}")(y)
+            members.append(y)
+        return new_layer(members)
+    x = new_layer(tensors[id(step.inputs[0])])
+    if step.kind == graph_analysis.FLATTEN:
+        selection = analysis.flatten_selection(layer)
+        if selection is not None:
+            x = KeepFeatures(selection, name=f"{layer.name}_keep")(x)
+    return x
+
+
 def compact_network(network, name=None):
     """A plain Keras model, images -> logits, without gates or pruned units.
 
@@ -249,25 +272,9 @@ def compact_network(network, name=None):
             new_layer, weights = _compact_batch_norm(layer, analysis)
         else:
             new_layer, weights = _copy(layer, step.kind, analysis)
-        if step.kind == graph_analysis.ADD:
-            members = []
-            for index, member in enumerate(step.inputs):
-                y = compact[id(member)]
-                indices = analysis.placement(member, step.output)
-                if indices is not None:
-                    y = KeepFeatures(
-                        indices, name=f"{layer.name}_input{index}"
-                    )(y)
-                members.append(y)
-            x = new_layer(members)
-        else:
-            x = new_layer(x)
+        compact[id(step.output)] = connect(new_layer, step, analysis,
+                                           compact)
         assignments.append((new_layer, weights))
-        if step.kind == graph_analysis.FLATTEN:
-            selection = analysis.flatten_selection(layer)
-            if selection is not None:
-                x = KeepFeatures(selection, name=f"{layer.name}_keep")(x)
-        compact[id(step.output)] = x
     for new_layer, weights in assignments:
         new_layer.set_weights([np.asarray(w, np.float32) for w in weights])
     if name is None:
