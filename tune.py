@@ -1,15 +1,22 @@
-"""Searches ANP-VS hyper-parameters with keras-tuner, then exports the best.
+"""Searches a recipe's hyper-parameters with keras-tuner, then exports the
+best.
 
     python tune.py                                   # 8 Bayesian trials
     python tune.py --tuner=random --max_trials=20 --epochs=5
     python tune.py --min_sparsity=60 --min_flops_speedup=1.5
+    python tune.py --model=lenet5_caffe_mnist_at     # AT, the same budget
 
-Samples beta, lambda, the gate and weight learning rates, the training PGD
-steps and the gate initialisation around the --model recipe. Each trial
-starts from one base model and is scored on --validation_examples training
-images held out of every trial's training data (never the test set): its
-robust validation accuracy, discounted by (achieved / floor)^2 for each size
-floor it misses (see anpvs_tf/tuning.py). Writes into --project_dir the trial
+Samples, around the --model recipe, what its method has: the weight
+learning rate and its schedule; the training PGD steps and how far they
+travel (adversarial methods); beta, the gate learning rate and the gate
+initialisation (gated methods); lambda (ANP-VS) and TRADES' beta. The
+dimensions methods share are the same, so AT, TRADES and ANP-VS searched
+with the same flags get the same tuning budget. Trials of a method that
+starts from a base model start from one base model. Each is scored on
+--validation_examples training images held out of every trial's training
+data (never the test set): its robust validation accuracy, discounted by
+(achieved / floor)^2 for each size floor it misses (gated methods only;
+see anpvs_tf/tuning.py). Writes into --project_dir the trial
 table (trials.json, trials.md), the Pareto front plot (pareto.png), the
 best hyper-parameters, and the best trial retrained by train.py's code path
 (best/) and exported by export.py's (best/export/). Run the same command
@@ -45,6 +52,7 @@ from anpvs_tf.config import STRATEGIES  # noqa: E402
 from anpvs_tf.datasets import SOURCES  # noqa: E402
 from anpvs_tf.distribution import make_strategy  # noqa: E402
 from anpvs_tf.errors import ConfigError  # noqa: E402
+from anpvs_tf.methods import ADVERSARIAL_METHODS  # noqa: E402
 from anpvs_tf.methods import GATED_METHODS  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from anpvs_tf.search import run_search  # noqa: E402
@@ -62,7 +70,8 @@ TUNE_FLAGS = {name: cli.CONFIG_FLAGS[name] for name in (
 def define_flags():
     flags.DEFINE_string(
         "model", "lenet5_caffe_mnist_anp_vs",
-        "Zoo entry whose recipe is searched (a gated method).")
+        "Zoo entry whose recipe is searched: a gated or an adversarial "
+        "method (e.g. lenet5_caffe_mnist_at, _trades).")
     flags.DEFINE_string("project_dir", "runs/tune",
                         "Where the search, its reports and the best model "
                         "go; an existing one is resumed (with the same "
@@ -91,9 +100,11 @@ def define_flags():
                         "or the tfds data_dir.")
     flags.DEFINE_integer("batch_size", None, "Global batch size.")
     flags.DEFINE_float("min_sparsity", 50.0,
-                       "Unit sparsity floor, in %, of a feasible trial.")
+                       "Unit sparsity floor, in %, of a feasible trial "
+                       "(gated methods).")
     flags.DEFINE_float("min_flops_speedup", 1.0,
-                       "FLOPs speed-up floor of a feasible trial.")
+                       "FLOPs speed-up floor of a feasible trial (gated "
+                       "methods).")
     flags.DEFINE_integer("val_pgd_steps", 20,
                          "PGD steps of the validation attack (training "
                          "eps and step size).", lower_bound=1)
@@ -123,15 +134,31 @@ def check_flag_values(values):
                           "of the search, e.g. --project_dir=runs/tune")
 
 
+def check_searchable(model, method, floor_flags):
+    """ConfigError for a recipe no search can rank: one that is neither
+    gated nor adversarial, or size floors (`floor_flags`, the ones passed)
+    on a method that prunes nothing."""
+    if method not in (*GATED_METHODS, *ADVERSARIAL_METHODS):
+        raise ConfigError(
+            f"--model={model} trains neither gates nor against an attack, "
+            "so it has no robustness to search for; search an entry such "
+            "as lenet5_caffe_mnist_anp_vs or lenet5_caffe_mnist_at"
+        )
+    if method not in GATED_METHODS and floor_flags:
+        raise ConfigError(
+            f"--model={model} prunes nothing, so {' and '.join(floor_flags)}"
+            " cannot apply; leave them out (its trials are ranked by robust "
+            "validation accuracy)"
+        )
+
+
 def resolve_config():
     """Recipe of --model with the flags; the validation attack is the
     training attack with --val_pgd_steps steps."""
     config = get_experiment(FLAGS.model)
-    if config.train.method not in GATED_METHODS:
-        raise ConfigError(
-            f"--model={FLAGS.model} trains no gates; search a gated entry "
-            "such as lenet5_caffe_mnist_anp_vs"
-        )
+    check_searchable(FLAGS.model, config.train.method, [
+        f"--{name}" for name in ("min_sparsity", "min_flops_speedup")
+        if FLAGS[name].present])
     config = cli.apply_flags(config, aliases=TUNE_FLAGS)
     attack = dataclasses.replace(config.attack,
                                  num_steps=config.eval.attack.num_steps)

@@ -5,8 +5,9 @@ Project layout:
                              (with its validation split) and, under
                              "search", the tuner and the size floors; a
                              rerun with other settings is refused
-    base/                    the base model every trial starts from
-                             (train.py's workdir layout)
+    base/                    the base model every trial starts from, for
+                             methods that start from one (train.py's
+                             workdir layout)
     search/                  keras-tuner's state: a rerun resumes from it
     default.json             the recipe's own hyper-parameters, scored alike
     trials.json, trials.md   every finished trial, best first
@@ -31,6 +32,7 @@ from anpvs_tf import tuning
 from anpvs_tf.evaluation.tables import markdown_table
 from anpvs_tf.exporter import export_workdir
 from anpvs_tf.base import base_config
+from anpvs_tf.methods import FROM_BASE_METHODS
 from anpvs_tf.training import train
 from anpvs_tf.workdir import WORKDIR_ENTRIES
 from anpvs_tf.workdir import holds_run
@@ -186,7 +188,7 @@ def plot_pareto(rows, default, path):
 def _markdown(rows, default, objective):
     names = sorted({k for r in rows for k in r["hyperparameters"]})
     header = ["trial", *names, "clean val %", "robust val %",
-              "sparsity %", "FLOPs x", "objective"]
+              "sparsity %", "FLOPs x", "objective", "train s"]
     cells = []
     for row in [{"trial_id": "default", **default}, *rows]:
         values = [row["hyperparameters"].get(n, "") for n in names]
@@ -199,6 +201,8 @@ def _markdown(rows, default, objective):
             f"{row['unit_sparsity']:.2f}",
             f"{row['flops_speedup']:.2f}",
             f"{row[tuning.OBJECTIVE]:.4f}",
+            "" if row.get("train_seconds") is None
+            else f"{row['train_seconds']:.0f}",
         ])
     lines = [f"Objective: {objective}", "", *markdown_table(header, cells)]
     return "\n".join(lines) + "\n"
@@ -222,21 +226,25 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
 
     Returns the report dict also written to trials.json.
     """
-    floors = floors or tuning.Floors()
+    floors = tuning.floors_for(config.train.method,
+                               floors or tuning.Floors())
     if config.data.validation_examples <= 0:
         raise config_lib.ConfigError(
             "a search needs a validation split: pass `data.validation_examples`"
         )
     project_dir = Path(project_dir)
-    base_dir = project_dir / "base"
-    config = config_lib.replace(config, **{
-        "train.base_workdir": str(base_dir)})
+    base_dir = None
+    if config.train.method in FROM_BASE_METHODS:
+        base_dir = project_dir / "base"
+        config = config_lib.replace(config, **{
+            "train.base_workdir": str(base_dir)})
     _prepare_project(
         project_dir, search_settings(config, tuner, floors), overwrite)
-    log(f"Base model in {base_dir}")
-    train(base_config(config), base_dir, log=log, verbose=verbose)
+    if base_dir is not None:
+        log(f"Base model in {base_dir}")
+        train(base_config(config), base_dir, log=log, verbose=verbose)
 
-    hypermodel = tuning.ANPVSHyperModel(config, base_dir, floors, verbose)
+    hypermodel = tuning.RecipeHyperModel(config, base_dir, floors, verbose)
     hypermodel.load_data()
     search = tuning.make_tuner(
         tuner, hypermodel, project_dir, max_trials, config.train.epochs,
@@ -254,6 +262,7 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
         raise RuntimeError("no trial finished; see the errors above")
     objective = floors.describe()
     report = {
+        "method": config.train.method,
         "objective": objective,
         "floors": {"min_sparsity": floors.min_sparsity,
                    "min_flops_speedup": floors.min_flops_speedup},
@@ -265,6 +274,10 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
         "validation_examples": config.data.validation_examples,
         "epochs_per_trial": config.train.epochs,
         "tuner": tuner,
+        # What the search cost: its trials' training time (trials
+        # recorded before it was measured left out), the default's score
+        # and the base model not included.
+        "search_seconds": sum(row["train_seconds"] or 0.0 for row in rows),
     }
     files.write_json(project_dir / "trials.json", report)
     files.write_text(project_dir / "trials.md",

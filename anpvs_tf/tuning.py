@@ -1,11 +1,17 @@
-"""Hyper-parameter search over ANP-VS's robustness / size trade-off.
+"""Hyper-parameter search over a recipe's robustness / size trade-off.
 
-A keras-tuner HyperModel samples beta (KL weight), lambda (VS weight), the
-gate and weight learning rates, the training PGD steps and the gate
-initialisation, builds the recipe's ANPVSModel with them (initialised from
-one base model trained before the search) and scores it on a validation
-split carved out of the training data (`DataConfig.validation_examples`):
-never the test set, never an example the trials train on.
+A keras-tuner HyperModel samples the hyper-parameters the recipe's method
+has (every method: the weight learning rate and its schedule; adversarial
+methods: the training PGD steps and how far they travel; gated methods:
+beta, the gate learning rate and initialisation; the weights of the
+method's own loss terms: lambda of ANP-VS, TRADES' beta), builds the
+recipe's model with them (initialised from one base model trained before
+the search, for methods that start from one) and scores it on a
+validation split carved out of the training data
+(`DataConfig.validation_examples`): never the test set, never an example
+the trials train on. The spaces share their common dimensions, so AT,
+TRADES and ANP-VS searched with the same tuner and trials get the same
+tuning budget.
 
 Objective (maximised), from the validation numbers after each epoch: the
 robust validation accuracy, multiplied by (achieved / floor)^2 for each size
@@ -13,11 +19,13 @@ floor the trial misses (unit sparsity >= min_sparsity %, FLOPs speed-up >=
 min_flops_speedup). A trial that meets the floors scores its robust
 accuracy; one that misses them is discounted smoothly, so a strong network
 just short of the floor still outranks one that meets it by collapsing to
-chance (a hard floor would rank that collapse first).
+chance (a hard floor would rank that collapse first). A method without
+gates has no size floors (NO_FLOORS).
 """
 
 import dataclasses
 import math
+import time
 
 import keras
 import keras_tuner as kt
@@ -30,6 +38,9 @@ from anpvs_tf.assembly import compile_model
 from anpvs_tf.assembly import fit_model
 from anpvs_tf.base import copy_base_weights
 from anpvs_tf.datasets import DATASET_INFO
+from anpvs_tf.methods import ADVERSARIAL_METHODS
+from anpvs_tf.methods import GATED_METHODS
+from anpvs_tf.methods import OBJECTIVES
 
 OBJECTIVE = "objective"
 # keras-tuner's project folder inside the project dir.
@@ -38,6 +49,19 @@ PROJECT_NAME = "search"
 # gate starting nearly open (E[pi] ~ 0.9 / ~1: the pre-trained base model
 # is not shrunk at step 0, SPEC pitfall 3).
 GATE_INITS = {"paper": None, "open2": 2.0, "open5": 5.0}
+# How far the training PGD travels, as multiples of the recipe's (steps x
+# step size): MNIST's recipe travels 0.2 in the 0.3 ball, and twice that
+# was the budget search's largest gain (bench/results/budget_search.md).
+TRAVEL_SCALES = (1.0, 2.0, 4.0)
+# Learning-rate schedules (decay fractions of both optimizers): the
+# recipe's, two later decays, or a constant rate.
+SCHEDULES = {"recipe": None, "late": (0.75, 0.9), "constant": ()}
+# Loss-term weights a method's objective reads (methods.OBJECTIVES):
+# config key -> (hyper-parameter, log-uniform range).
+TERM_WEIGHTS = {
+    "vs_weight": ("lambda", 1e-4, 1e-1),
+    "trades_weight": ("trades_beta", 0.5, 16.0),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +85,24 @@ class Floors:
                 raise config_lib.ConfigError(f"{message}; got {value}")
 
     def describe(self):
+        if self == NO_FLOORS:
+            return "robust validation accuracy (PGD, training eps)"
         return (
             "robust validation accuracy (PGD, training eps) x (achieved / "
             "floor)^2 for each missed floor: unit sparsity >= "
             f"{self.min_sparsity:g} %, FLOPs speed-up >= "
             f"{self.min_flops_speedup:g}x"
         )
+
+
+# A method without gates prunes nothing: its trials are ranked by their
+# robust accuracy alone.
+NO_FLOORS = Floors(0.0, 1.0)
+
+
+def floors_for(method, floors):
+    """The floors a search of `method` applies: none for an ungated one."""
+    return floors if method in GATED_METHODS else NO_FLOORS
 
 
 def objective_value(robust_accuracy, unit_sparsity, flops_speedup, floors):
@@ -91,11 +127,18 @@ class ValidationObjective(keras.callbacks.Callback):
     def __init__(self, floors):
         super().__init__()
         self.floors = floors
+        self.start = None
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         report = complexity_report(self.model.network)
         robust = float(logs["val_adv_accuracy"])
         logs.update(
+            # The search's own cost: the trial's time so far (a resumed
+            # trial counts from its restart).
+            train_seconds=time.perf_counter() - self.start,
             clean_val_acc=float(logs["val_clean_accuracy"]),
             robust_val_acc=robust,
             unit_sparsity=report["unit_sparsity"],
@@ -107,15 +150,23 @@ class ValidationObjective(keras.callbacks.Callback):
         )
 
 
-class ANPVSHyperModel(kt.HyperModel):
-    """The recipe `config` with searched loss weights and learning rates.
+def _log_float(hp, name, low, high, default):
+    """A log-uniform hyper-parameter whose range holds the recipe's value."""
+    return hp.Float(name, min(low, default), max(high, default),
+                    sampling="log", default=default)
+
+
+class RecipeHyperModel(kt.HyperModel):
+    """The recipe `config` with the hyper-parameters its method has.
 
     Every sampled value defaults to the recipe's, so a fresh
-    `kt.HyperParameters()` builds the recipe itself.
+    `kt.HyperParameters()` builds the recipe itself. The dimensions two
+    methods share (weight learning rate, schedule, PGD steps and travel)
+    are the same for both.
     """
 
     def __init__(self, config, base_dir, floors, verbose=0):
-        super().__init__(name="anp_vs")
+        super().__init__(name=config.train.method)
         self.config = config
         self.base_dir = base_dir
         self.floors = floors
@@ -131,33 +182,53 @@ class ANPVSHyperModel(kt.HyperModel):
     def config_for(self, hp):
         """The ExperimentConfig of one point of the search space."""
         recipe = self.config
-        attack = recipe.attack
+        method = recipe.train.method
+        schedule = hp.Choice("schedule", list(SCHEDULES), default="recipe")
+        values = {
+            "train.weight_learning_rate": _log_float(
+                hp, "weight_lr", 1e-4, 1e-2,
+                recipe.train.weight_learning_rate),
+            "train.decay_fractions": (
+                recipe.train.decay_fractions
+                if SCHEDULES[schedule] is None else SCHEDULES[schedule]),
+        }
+        if method in ADVERSARIAL_METHODS:
+            values.update(self._attack(hp))
+        if method in GATED_METHODS:
+            values.update(self._gates(hp))
+        terms = dict(OBJECTIVES[method].weight_loss)
+        for key, (name, low, high) in TERM_WEIGHTS.items():
+            if key in terms.values():
+                values[f"loss.{key}"] = _log_float(
+                    hp, name, low, high, getattr(recipe.loss, key))
+        return config_lib.replace(recipe, **values)
+
+    def _attack(self, hp):
+        attack = self.config.attack
         steps = hp.Choice(
             "pgd_steps", sorted({5, 10, 20, attack.num_steps}),
             default=attack.num_steps,
         )
+        travel = hp.Choice("pgd_travel", list(TRAVEL_SCALES), default=1.0)
+        return {
+            "attack.num_steps": steps,
+            # `travel` times the recipe's total travel.
+            "attack.step_size": (
+                attack.step_size * (attack.num_steps / steps) * travel),
+        }
+
+    def _gates(self, hp):
+        recipe = self.config
         gate_init = hp.Choice(
             "gate_init", list(GATE_INITS), default="paper"
         )
-        return config_lib.replace(recipe, **{
-            "loss.kl_weight": hp.Float(
-                "beta", 0.25, 32.0, sampling="log",
-                default=recipe.loss.kl_weight),
-            "loss.vs_weight": hp.Float(
-                "lambda", 1e-4, 1e-1, sampling="log",
-                default=recipe.loss.vs_weight),
-            "train.gate_learning_rate": hp.Float(
-                "gate_lr", 1e-3, 1e-1, sampling="log",
-                default=recipe.train.gate_learning_rate),
-            "train.weight_learning_rate": hp.Float(
-                "weight_lr", 1e-4, 1e-2, sampling="log",
-                default=recipe.train.weight_learning_rate),
-            "attack.num_steps": steps,
-            # The same total travel as the recipe's attack.
-            "attack.step_size": (
-                attack.step_size * attack.num_steps / steps),
+        return {
+            "loss.kl_weight": _log_float(
+                hp, "beta", 0.25, 32.0, recipe.loss.kl_weight),
+            "train.gate_learning_rate": _log_float(
+                hp, "gate_lr", 1e-3, 1e-1, recipe.train.gate_learning_rate),
             "model.gate_concentration1_init": GATE_INITS[gate_init],
-        })
+        }
 
     def build(self, hp):
         config = self.config_for(hp)
@@ -191,7 +262,7 @@ class ANPVSHyperModel(kt.HyperModel):
         return {
             name: history.history[name][-1]
             for name in (OBJECTIVE, "clean_val_acc", "robust_val_acc",
-                         "unit_sparsity", "flops_speedup")
+                         "unit_sparsity", "flops_speedup", "train_seconds")
         }
 
 
@@ -250,6 +321,8 @@ def trial_rows(tuner, floors):
                 epoch["robust_val_acc"], epoch["unit_sparsity"],
                 epoch["flops_speedup"], floors)
         best = max(epochs, key=lambda epoch: epoch[OBJECTIVE])
+        seconds = (trial.metrics.get_history("train_seconds")
+                   if trial.metrics.exists("train_seconds") else [])
         rows.append({
             "trial_id": trial.trial_id,
             "hyperparameters": {
@@ -257,6 +330,10 @@ def trial_rows(tuner, floors):
                 if not k.startswith("tuner/")
             },
             **best,
+            # The whole trial's training time (None: a trial recorded
+            # before it was measured).
+            "train_seconds": max((float(o.mean()) for o in seconds),
+                                 default=None),
         })
     # Ties are broken by robust accuracy, then trial id: the same order
     # after a resume.

@@ -254,6 +254,17 @@ def test_tune_refuses_unusable_flag_values(values, flag):
         tune.check_flag_values({**defaults, **values})
 
 
+def test_tune_refuses_a_recipe_it_cannot_rank():
+    tune.check_searchable("lenet5_caffe_mnist_at", "at", [])
+    tune.check_searchable("m", "anp_vs", ["--min_sparsity"])
+    with pytest.raises(ConfigError, match="no robustness to search for"):
+        tune.check_searchable("lenet5_caffe_mnist_standard", "standard", [])
+    with pytest.raises(ConfigError, match="prunes nothing, so "
+                       "--min_sparsity cannot apply"):
+        tune.check_searchable("lenet5_caffe_mnist_at", "at",
+                              ["--min_sparsity"])
+
+
 # One subprocess (each costs a TensorFlow start-up): the other bad values
 # are checked in-process above, through the same functions.
 @pytest.mark.parametrize("flag, phrase", [

@@ -74,12 +74,72 @@ def test_holding_out_everything_is_a_clear_error():
         load_split(data_config, "train")
 
 
-def test_default_hyperparameters_are_the_recipe():
+SEARCHABLE = ("anp_vs", "anp", "bp", "at", "at_pretrained", "trades")
+
+
+@pytest.mark.parametrize("method", SEARCHABLE)
+def test_default_hyperparameters_are_the_recipe(method):
     import keras_tuner as kt
 
-    recipe = get_experiment("lenet5_caffe_mnist_anp_vs")
-    hypermodel = tuning.ANPVSHyperModel(recipe, None, tuning.Floors())
+    recipe = get_experiment(f"lenet5_caffe_mnist_{method}")
+    hypermodel = tuning.RecipeHyperModel(recipe, None, tuning.Floors())
     assert hypermodel.config_for(kt.HyperParameters()) == recipe
+
+
+def _space(method):
+    import keras_tuner as kt
+
+    hp = kt.HyperParameters()
+    tuning.RecipeHyperModel(
+        get_experiment(f"lenet5_caffe_mnist_{method}"), None,
+        tuning.Floors()).config_for(hp)
+    return {p.name: p.get_config() for p in hp.space}
+
+
+def test_each_method_searches_what_it_has_and_shares_the_same_dimensions():
+    spaces = {method: _space(method) for method in SEARCHABLE}
+    common = {"weight_lr", "schedule"}
+    attack = {"pgd_steps", "pgd_travel"}
+    gates = {"beta", "gate_lr", "gate_init"}
+    assert set(spaces["at"]) == common | attack
+    assert set(spaces["at_pretrained"]) == common | attack
+    assert set(spaces["trades"]) == common | attack | {"trades_beta"}
+    assert set(spaces["bp"]) == common | gates
+    assert set(spaces["anp"]) == common | attack | gates
+    assert set(spaces["anp_vs"]) == common | attack | gates | {"lambda"}
+    # The same budget: a dimension two methods share offers the same
+    # values to both.
+    for name in common | attack:
+        assert spaces["at"][name] == spaces["anp_vs"][name], name
+        assert spaces["trades"][name] == spaces["anp_vs"][name], name
+
+
+def test_a_point_of_the_space_sets_travel_and_schedule():
+    import keras_tuner as kt
+
+    recipe = get_experiment("lenet5_caffe_mnist_at")
+    hypermodel = tuning.RecipeHyperModel(recipe, None, tuning.Floors())
+    hp = kt.HyperParameters()
+    hypermodel.config_for(hp)  # registers the space
+    hp.values.update(pgd_steps=10, pgd_travel=2.0, schedule="constant",
+                     weight_lr=0.003)
+    config = hypermodel.config_for(hp)
+    travel = recipe.attack.num_steps * recipe.attack.step_size
+    assert config.attack.num_steps == 10
+    assert config.attack.num_steps * config.attack.step_size == \
+        pytest.approx(2 * travel)
+    assert config.train.decay_fractions == ()
+    assert config.train.weight_learning_rate == 0.003
+    hp.values.update(schedule="late")
+    assert hypermodel.config_for(hp).train.decay_fractions == (0.75, 0.9)
+
+
+def test_a_method_without_gates_has_no_size_floors():
+    floors = tuning.Floors(min_sparsity=60.0, min_flops_speedup=2.0)
+    assert tuning.floors_for("anp_vs", floors) == floors
+    assert tuning.floors_for("at", floors) == tuning.NO_FLOORS
+    # Unpruned, it scores its robust accuracy undiscounted.
+    assert tuning.objective_value(0.7, 0.0, 1.0, tuning.NO_FLOORS) == 0.7
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +182,32 @@ def test_tiny_search_writes_the_trial_table_and_the_best_model(tiny_search):
     assert card["method"] == "anp_vs"
 
 
+def test_an_at_search_needs_no_base_and_ranks_by_robust_accuracy(tmp_path):
+    config = run_config("lenet5_caffe_mnist_at", 1, **{
+        "data.validation_examples": 64, "data.test_examples": 64,
+        "data.monitor_examples": 0, "train.batch_size": 64,
+        "model.architecture": "lenet5_caffe_tiny",
+    })
+    report = run_search(config, tmp_path, tuner="random", max_trials=2,
+                        floors=tuning.Floors(min_sparsity=60.0),
+                        log=lambda *_: None)
+    assert report["method"] == "at"
+    assert not (tmp_path / "base").exists()
+    assert report["floors"] == {"min_sparsity": 0.0,
+                                "min_flops_speedup": 1.0}
+    for row in report["trials"]:
+        assert row["objective"] == row["robust_val_acc"]
+        assert row["unit_sparsity"] == 0.0
+        assert set(row["hyperparameters"]) == {
+            "weight_lr", "schedule", "pgd_steps", "pgd_travel"}
+        assert row["train_seconds"] > 0
+    assert report["search_seconds"] == pytest.approx(
+        sum(row["train_seconds"] for row in report["trials"]))
+    card = json.loads(
+        (tmp_path / "best" / "export" / "model_card.json").read_text())
+    assert card["method"] == "at"
+
+
 def test_second_invocation_resumes_instead_of_starting_over(tiny_search):
     config, project, first = tiny_search
     first_ids = {row["trial_id"] for row in first["trials"]}
@@ -142,7 +228,7 @@ def test_second_invocation_resumes_instead_of_starting_over(tiny_search):
 
 @pytest.mark.parametrize("name", tuning.TUNERS)
 def test_every_tuner_choice_can_be_made(name, tmp_path):
-    hypermodel = tuning.ANPVSHyperModel(
+    hypermodel = tuning.RecipeHyperModel(
         get_experiment("lenet5_caffe_mnist_anp_vs"), None, tuning.Floors())
     hypermodel.load_data()  # keras-tuner builds one model to read the space
     tuner = tuning.make_tuner(name, hypermodel, tmp_path, max_trials=3,
