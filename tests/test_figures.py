@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = [*sorted((ROOT / "bench" / "results").glob("*.json")),
            *sorted((ROOT / "bench" / "results").glob("*.md")),
            ROOT.parent / "shared" / "SPEC.md"]
-READMES = ("README.md", "models/README.md")
+READMES = ("README.md", "models/README.md",
+           *sorted(str(p.relative_to(ROOT))
+                   for p in (ROOT / "docs").glob("*.md")))
 
 _NUMBER = r"\d[\d,]*(?:\.\d+)?"
 # A number with a unit: "97.64 %", "7.89x", "36 s", "214.1 ex/s".
