@@ -2,7 +2,11 @@
 train each method of a list with the same epochs, then compare them.
 
 A method's run is (zoo method, config overrides); gated methods start from
-the benchmark's own standard run. Runs resume when interrupted.
+the benchmark's own standard run. Runs resume when interrupted. Every run
+is scored on the whole test set by PGD-40 and by the strong suite
+(APGD-CE, APGD-DLR and the per-example worst case over them, PGD-40 and
+the clean image): the tables lead with the worst case, which PGD-40 alone
+overstates; PGD-40 stays as the paper's column.
 """
 
 from pathlib import Path
@@ -10,8 +14,14 @@ from pathlib import Path
 from anpvs_tf import files
 from anpvs_tf.evaluation.tables import markdown_table
 
-KEYS = ("clean_acc", "pgd40_acc", "vulnerability", "unit_sparsity",
-        "memory_pct", "flops_speedup", "params", "train_seconds")
+# The strong suite scores this many test images: all of MNIST's and
+# Fashion-MNIST's (train.py's eval.strong_examples; fewer if the test set
+# is smaller).
+STRONG_EXAMPLES = 10_000
+STRONG_KEYS = ("worst_case_acc", "apgd_ce_acc", "apgd_dlr_acc")
+KEYS = (*STRONG_KEYS, "pgd40_acc", "clean_acc", "vulnerability",
+        "unit_sparsity", "memory_pct", "flops_speedup", "params",
+        "train_seconds", "strong_examples")
 
 
 def run_method(entry_prefix, method, overrides, runs_dir, name, epochs,
@@ -33,11 +43,11 @@ def run_method(entry_prefix, method, overrides, runs_dir, name, epochs,
         **{
             "train.epochs": epochs,
             "data.monitor_examples": monitor_examples,
+            "eval.strong_examples": STRONG_EXAMPLES,
             **overrides,
         },
     )
-    results = train(config, runs_dir / name, verbose=2)
-    return with_pgd_label(results)
+    return headline(train(config, runs_dir / name, verbose=2))
 
 
 def with_pgd_label(results):
@@ -48,11 +58,24 @@ def with_pgd_label(results):
     return {**results, f"pgd{steps}_acc": results["pgd_acc"]}
 
 
+def headline(results):
+    """A run's results with the tables' keys at the top level: PGD under
+    its steps, and the strong suite's accuracies (None without it) with
+    the number of images it scored."""
+    strong = results.get("strong") or {}
+    return {**with_pgd_label(results),
+            **{key: strong.get(key) for key in STRONG_KEYS},
+            "strong_examples": strong.get("examples")}
+
+
 def checks(at, candidate):
-    """The issues' acceptance checks of a pruned candidate against AT."""
+    """The issues' acceptance checks of a pruned candidate against AT, on
+    the worst case (the bar was once PGD-40's)."""
     return {
-        "anp_vs_pgd40_at_least_at_minus_1pt":
-            candidate["pgd40_acc"] >= at["pgd40_acc"] - 0.01,
+        "anp_vs_worst_case_at_least_at":
+            candidate["worst_case_acc"] >= at["worst_case_acc"],
+        "anp_vs_worst_case_at_least_at_minus_1pt":
+            candidate["worst_case_acc"] >= at["worst_case_acc"] - 0.01,
         "anp_vs_vulnerability_below_at":
             candidate["vulnerability"] < at["vulnerability"],
         "anp_vs_unit_sparsity_at_least_50pct":
@@ -90,13 +113,20 @@ def markdown(summary, title):
             **{f"{name} (supplementary)": entry
                for name, entry in summary["supplementary"].items()}}
     lines = [title, "", *markdown_table(
-        ("method", "clean %", "PGD-40 %", "vulnerability", "unit sparsity %",
-         "memory %", "FLOPs x", "params", "train s"),
-        [(name, f"{100 * r['clean_acc']:.2f}", f"{100 * r['pgd40_acc']:.2f}",
+        ("method", "worst case %", "APGD-CE %", "APGD-DLR %", "PGD-40 %",
+         "clean %", "vulnerability", "unit sparsity %", "memory %",
+         "FLOPs x", "params", "train s"),
+        [(name, *(f"{100 * r[key]:.2f}" for key in (
+            *STRONG_KEYS, "pgd40_acc", "clean_acc")),
           f"{r['vulnerability']:.4f}", f"{r['unit_sparsity']:.2f}",
           f"{r['memory_pct']:.2f}", f"{r['flops_speedup']:.2f}",
           f"{r['params']:,}", f"{r['train_seconds']:.0f}")
          for name, r in runs.items()])]
+    examples = {r["strong_examples"] for r in runs.values()}
+    lines += ["", "Worst case: per example, over the clean image, PGD-40, "
+              "APGD-CE and APGD-DLR (100 iterations each), on "
+              f"{' / '.join(f'{n:,}' for n in sorted(examples))} test "
+              "images."]
     checks = [*summary["checks"].items()] + [
         (f"supplementary {name}: {k}", v)
         for name, found in summary["checks_supplementary"].items()

@@ -14,7 +14,8 @@ The supplementary run anp_vs_from_standard is the paper's start instead: a
 standard model trained for --base_epochs, then all --epochs of ANP-VS.
 
 All are evaluated on the 10,000 test images with PGD-40 at eps 0.1 (step
-0.01, random start). Runs resume when interrupted.
+0.01, random start) and the strong suite (APGD-CE, APGD-DLR, the
+per-example worst case; bench/budget.py). Runs resume when interrupted.
 
     python bench/fashion_budget.py
 
@@ -119,9 +120,10 @@ flags.DEFINE_integer(
     "weights fine-tune the pruned network for the rest of --epochs "
     "(train.py --gate_epochs); 0: the gates learn throughout.")
 flags.DEFINE_integer(
-    "strong_examples", 0,
-    "Also score APGD-CE, APGD-DLR and the per-example worst case on the "
-    "first N test images (train.py's eval.strong_examples); 0: PGD-40 only.")
+    "strong_examples", budget.STRONG_EXAMPLES,
+    "Score APGD-CE, APGD-DLR and the per-example worst case on the first N "
+    "test images (train.py's eval.strong_examples; default: all).",
+    lower_bound=1)
 FLAGS = flags.FLAGS
 
 ENTRY = "lenet5_caffe_fashion_mnist"
@@ -218,7 +220,7 @@ def main(argv):
         f"Fashion-MNIST, LeNet-5-Caffe, {summary['epochs']} epochs on "
         f"{summary['train_examples']} training images (PGD-"
         f"{FLAGS.pgd_steps} at eps 0.1 for training), evaluated on "
-        f"{summary['test_examples']} test images (PGD-40, eps 0.1).",
+        f"{summary['test_examples']} test images (eps 0.1).",
     )
 
 

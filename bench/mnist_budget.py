@@ -4,7 +4,9 @@ Each method trains for --epochs epochs on the embedded 5,000 training images
 with the paper's recipe (ANP-VS starts from the standard model trained here;
 beta scaled to the subset: the KL is divided by 60,000, SPEC pitfall 2),
 then is evaluated on the official 10k test set with PGD-40 (eps 0.3, step
-0.01, random start). Runs live in --runs_dir and resume if interrupted.
+0.01, random start) and the strong suite (APGD-CE, APGD-DLR, the
+per-example worst case; bench/budget.py). Runs live in --runs_dir and
+resume if interrupted.
 
     python bench/mnist_budget.py            # ~1 hour on 2 CPU cores
 
@@ -109,7 +111,7 @@ def main(argv):
         summary, FLAGS.output,
         f"MNIST, LeNet-5-Caffe, {summary['epochs']} epochs on "
         f"{summary['train_examples']} real training images, evaluated on "
-        f"{summary['test_examples']} test images (PGD-40, eps 0.3).",
+        f"{summary['test_examples']} test images (eps 0.3).",
     )
 
 
