@@ -178,8 +178,8 @@ def run(name, extra=None):
     if name.startswith("anp_vs"):
         method = "anp_vs"
         overrides.update(anp_vs_overrides())
-        _, extra, base = SUPPLEMENTARY.get(name, ("", {}, "at_base"))
-        overrides.update(extra)
+        _, own, base = SUPPLEMENTARY.get(name, ("", {}, "at_base"))
+        overrides.update(own)
         overrides["train.base_workdir"] = str(Path(FLAGS.runs_dir) / base)
         if base == "at_base":
             epochs = FLAGS.epochs - FLAGS.base_epochs

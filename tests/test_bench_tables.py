@@ -47,3 +47,27 @@ def test_the_table_leads_with_the_worst_case_and_checks_use_it():
     assert summary["checks"]["anp_vs_worst_case_at_least_at"] is False
     assert summary["checks"]["anp_vs_worst_case_at_least_at_minus_1pt"]
     assert "on 10,000 test images" in budget.markdown(summary, "t")
+
+
+def test_a_fashion_variant_trains_with_its_extra_overrides(monkeypatch):
+    """fashion_budget.run(name, extra): the extra overrides reach the run
+    (they were once dropped for ANP-VS variants, so a "masked" variant
+    trained the compact network)."""
+    from absl import flags
+
+    import fashion_budget
+
+    flags.FLAGS.mark_as_parsed()
+    calls = {}
+    monkeypatch.setattr(
+        budget, "run_method",
+        lambda entry, method, overrides, *args: calls.update(
+            method=method, overrides=overrides))
+    monkeypatch.setattr(fashion_budget, "decay_fractions",
+                        lambda first, epochs: ())
+    fashion_budget.run("anp_vs_masked",
+                       {"train.compact_fine_tune": False})
+    assert calls["method"] == "anp_vs"
+    assert calls["overrides"]["train.compact_fine_tune"] is False
+    fashion_budget.run("anp_vs_gate3")
+    assert calls["overrides"]["train.gate_epochs"] == 3
