@@ -268,7 +268,10 @@ def main(argv):
     output = Path(FLAGS.compact_output)
     summary = {}
     if output.with_suffix(".json").exists():
-        summary = files.read_json(output.with_suffix(".json"))
+        summary = files.read_json(
+            output.with_suffix(".json"),
+            "delete it and run all sections: --compact_sections="
+            "lenet_mnist,fashion")
     sections = {"lenet_mnist": lambda: lenet_section(runs_dir),
                 "fashion": fashion_runs}
     for name in FLAGS.compact_sections:
