@@ -18,6 +18,9 @@ from tests.processes import tf_configs
 from tests.processes import train_processes
 from tests.processes import wait_all
 from tests.processes import wait_for_checkpoint
+from tests.test_compact_training import tiny_gated_run
+from tests.test_compact_training import uninterrupted_compact  # noqa: F401
+from tests.test_fault_tolerance import interrupt_after_epoch
 from tests.test_scripts import assert_one_line_error
 from tests.test_scripts import run_script
 from tests.tiny_runs import assert_same_weights
@@ -197,6 +200,33 @@ def test_two_workers_train_the_same_weights(tmp_path):
     results = json.loads((workdir / "results.json").read_text())
     for key in ("clean_acc", "pgd_acc"):
         assert_within_one_example(single, results, key)
+
+
+def test_two_workers_resume_into_the_compact_fine_tune(
+        tmp_path, monkeypatch, uninterrupted_compact):  # noqa: F811
+    """A run stopped after its last gated epoch (half of every gate's
+    units pruned), resumed by two workers: each rebuilds the compact
+    network from the checkpoint's frozen gates, and both end with the
+    weights of the uninterrupted single-device run."""
+    base = tmp_path / "uninterrupted" / "base"
+    workdir = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        interrupt_after_epoch(patch, 1)
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_gated_run(**{"train.base_workdir": str(base)}),
+                  workdir, verbose=0)
+    flags = [*run_flags("lenet5_caffe_mnist_anp_vs", 3),
+             "--override=model.architecture=lenet5_caffe_tiny",
+             "--gate_epochs=1", f"--base_workdir={base}"]
+    with train_processes(worker_runs(workdir, flags, tmp_path, tf_configs(2)),
+                         TIMEOUT) as (processes, deadline):
+        codes = wait_all(processes, deadline)
+    outputs = "\n---\n".join(p.output[-3000:] for p in processes)
+    assert codes == [0, 0], outputs
+    for process in processes:
+        assert "trains the compact network" in process.output, outputs
+    assert len(set(digests(processes))) == 1, outputs
+    assert_same_weights(uninterrupted_compact, network_weights(workdir))
 
 
 @pytest.mark.slow  # four train.py processes and a reference run: ~1 min
