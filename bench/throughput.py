@@ -236,6 +236,51 @@ def gpu_name():
     return details.get("device_name", gpu.name)
 
 
+def markdown(report):
+    """The markdown summary of a (merged) report."""
+    return "\n".join([
+        f"LeNet-5-Caffe, PGD-{report['pgd_steps']}, batch "
+        f"{report['batch_size']}: "
+        f"medians over {FLAGS.seeds} initialisations x {FLAGS.rounds} "
+        f"interleaved rounds of {FLAGS.steps} steps per method (a round is "
+        f"stalled when the CPU idles > {FLAGS.stall_idle_fraction:.0%} of "
+        "it).",
+        "",
+        *markdown_table(
+            ("configuration", "method", "examples/s (median, all rounds)",
+             "stalled rounds", "largest CPU idle fraction"),
+            table_rows(report)),
+        "",
+        "Default runs on record (median examples/s over all rounds):",
+        "",
+        *markdown_table(
+            ("finished", "commit", "AT", "ANP-VS", "ANP-VS / AT cost",
+             "stalled rounds (AT, ANP-VS)", "largest idle"),
+            [(r["finished"], r["commit"],
+              f"{r['at']['examples_per_sec']:.1f}",
+              f"{r['anp_vs']['examples_per_sec']:.1f}",
+              f"{r['anp_vs_cost_per_example_vs_at']:.3f}x",
+              f"{r['at']['stalled_rounds']}, "
+              f"{r['anp_vs']['stalled_rounds']}",
+              f"{max(r[m]['max_cpu_idle_fraction'] for m in METHODS):.2f}")
+             for r in report["default_runs"]]),
+        "",
+        f"ANP-VS cost per example: "
+        f"{report['anp_vs_cost_per_example_vs_at']:.3f}x AT.",
+        f"Peak: {report['peak']['cores']} cores x "
+        f"{report['peak']['clock_ghz']:.2f} GHz x "
+        f"{report['peak']['flops_per_cycle_per_core']} FLOP/cycle "
+        f"({report['peak']['flops_per_cycle_reason']}) = "
+        f"{report['peak']['peak_gflops']:.1f} GFLOP/s.",
+        f"ANP-VS: {report['model_flops_per_training_example'] / 1e6:.1f} "
+        f"MFLOP per training example ((2 x {report['pgd_steps']} + 6) x "
+        f"{report['forward_flops']:,} forward FLOPs) -> "
+        f"{100 * report['anp_vs_share_of_fp32_peak']:.1f} % of peak.",
+        *([""] + ceiling_lines(report["kernel_ceiling"])
+          if "kernel_ceiling" in report else []),
+    ])
+
+
 def main(argv):
     del argv
     split_cpu_in_two()
@@ -296,6 +341,9 @@ def main(argv):
     merged.update(report)
     if "default" not in FLAGS.sections:
         files.write_json(path, merged)
+        if "default_runs" in merged:  # the summary shows the new section
+            files.write_text(output.with_suffix(".md"),
+                             markdown(merged) + "\n")
         if "kernel_ceiling" in report:
             print("\n".join(ceiling_lines(report["kernel_ceiling"])))
         print(f"Added {sorted(report)} to {path}.")
@@ -325,43 +373,7 @@ def main(argv):
     }]
     report = merged
     files.write_json(path, report)
-    table = "\n".join([
-        f"LeNet-5-Caffe, PGD-{FLAGS.pgd_steps}, batch {FLAGS.batch_size}: "
-        f"medians over {FLAGS.seeds} initialisations x {FLAGS.rounds} "
-        f"interleaved rounds of {FLAGS.steps} steps per method (a round is "
-        f"stalled when the CPU idles > {FLAGS.stall_idle_fraction:.0%} of "
-        "it).",
-        "",
-        *markdown_table(
-            ("configuration", "method", "examples/s (median, all rounds)",
-             "stalled rounds", "largest CPU idle fraction"),
-            table_rows(report)),
-        "",
-        "Default runs on record (median examples/s over all rounds):",
-        "",
-        *markdown_table(
-            ("finished", "commit", "AT", "ANP-VS", "ANP-VS / AT cost",
-             "stalled rounds (AT, ANP-VS)", "largest idle"),
-            [(r["finished"], r["commit"],
-              f"{r['at']['examples_per_sec']:.1f}",
-              f"{r['anp_vs']['examples_per_sec']:.1f}",
-              f"{r['anp_vs_cost_per_example_vs_at']:.3f}x",
-              f"{r['at']['stalled_rounds']}, "
-              f"{r['anp_vs']['stalled_rounds']}",
-              f"{max(r[m]['max_cpu_idle_fraction'] for m in METHODS):.2f}")
-             for r in report["default_runs"]]),
-        "",
-        f"ANP-VS cost per example: {at / anp_vs:.3f}x AT.",
-        f"Peak: {peak['cores']} cores x {peak['clock_ghz']:.2f} GHz x "
-        f"{peak['flops_per_cycle_per_core']} FLOP/cycle "
-        f"({peak['flops_per_cycle_reason']}) = "
-        f"{peak['peak_gflops']:.1f} GFLOP/s.",
-        f"ANP-VS: {flops_per_example / 1e6:.1f} MFLOP per training example "
-        f"((2 x {FLAGS.pgd_steps} + 6) x {forward:,} forward FLOPs) -> "
-        f"{100 * report['anp_vs_share_of_fp32_peak']:.1f} % of peak.",
-        *([""] + ceiling_lines(report["kernel_ceiling"])
-          if "kernel_ceiling" in report else []),
-    ])
+    table = markdown(report)
     files.write_text(output.with_suffix(".md"), table + "\n")
     print(table)
 

@@ -99,6 +99,11 @@ def search(method):
     }
 
 
+def _hyperparameters(row):
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in sorted(row["hyperparameters"].items()))
+
+
 def markdown(results):
     lines = [
         "The same search for every method: embedded MNIST, 4,000 training "
@@ -116,14 +121,21 @@ def markdown(results):
               f"{r['trials'][0]['unit_sparsity']:.2f}",
               f"{100 * r['default']['robust_val_acc']:.2f}",
               f"{r['search_seconds']:.0f}",
-              ", ".join(f"{k}={v:.3g}" if isinstance(v, float)
-                        else f"{k}={v}"
-                        for k, v in r["trials"][0]["hyperparameters"].items()))
+              _hyperparameters(r["trials"][0]))
              for method, r in results.items()]),
     ]
-    for method in results:
-        lines += ["", f"## {method}", "",
-                  (Path(FLAGS.runs_dir) / method / "trials.md").read_text()]
+    for method, result in results.items():
+        lines += ["", f"## {method}", "", *markdown_table(
+            ("trial", "hyper-parameters", "robust val %", "clean val %",
+             "unit sparsity %", "objective", "train s"),
+            [(row["trial_id"], _hyperparameters(row),
+              f"{100 * row['robust_val_acc']:.2f}",
+              f"{100 * row['clean_val_acc']:.2f}",
+              f"{row['unit_sparsity']:.2f}", f"{row['objective']:.4f}",
+              "" if row["train_seconds"] is None
+              else f"{row['train_seconds']:.0f}")
+             for row in [{"trial_id": "recipe", "train_seconds": None,
+                          **result["default"]}, *result["trials"]]])]
     return "\n".join(lines) + "\n"
 
 
@@ -137,26 +149,34 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     tf.get_logger().setLevel("ERROR")
     start = time.perf_counter()
-    results = {method: search(method) for method in FLAGS.methods}
     output = Path(FLAGS.output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    files.write_json(output.with_suffix(".json"), {
+    budget = {"tuner": FLAGS.tuner, "max_trials": FLAGS.max_trials,
+              "epochs_per_trial": FLAGS.epochs,
+              "base_epochs": FLAGS.base_epochs, "seed": FLAGS.seed,
+              "validation_examples": FLAGS.validation_examples}
+    results = {}
+    path = output.with_suffix(".json")
+    if path.exists():
+        earlier = files.read_json(path, "delete it and rerun the searches")
+        # Methods searched earlier with the same budget stay in the table
+        # (one method per invocation fits a shorter session).
+        if earlier.get("setup", {}).get("budget") == budget:
+            results = earlier["methods"]
+    results.update({method: search(method) for method in FLAGS.methods})
+    files.write_json(path, {
         "methods": results,
         "setup": {
+            "budget": budget,
             "data": "embedded MNIST: 4,000 training / 1,000 validation "
                     "images (the 5k subset), test set unused",
-            "tuner": FLAGS.tuner,
-            "max_trials": FLAGS.max_trials,
-            "epochs_per_trial": FLAGS.epochs,
-            "base_epochs": FLAGS.base_epochs,
-            "seed": FLAGS.seed,
             "validation_attack": "PGD-20, eps 0.3, step 0.01, random "
                                  "start (every trial alike)",
             "wall_seconds_this_invocation": time.perf_counter() - start,
             "command": "python bench/tuning.py " + " ".join(sys.argv[1:]),
         },
     })
-    for method in results:
+    for method in FLAGS.methods:
         shutil.copyfile(
             Path(FLAGS.runs_dir) / method / "pareto.png",
             output.with_name(f"{output.name}_pareto_{method}.png"))
