@@ -266,6 +266,27 @@ class RecipeHyperModel(kt.HyperModel):
         }
 
 
+def overrides_for(recipe, hyperparameters):
+    """The dotted-key overrides (config.replace) that turn `recipe` into
+    the point `hyperparameters` of its search space, e.g. a search's best
+    trial, to train it on other data or for longer."""
+    hp = kt.HyperParameters()
+    hypermodel = RecipeHyperModel(recipe, None, Floors())
+    hypermodel.config_for(hp)  # registers the space's defaults
+    unknown = set(hyperparameters) - set(hp.values)
+    if unknown:
+        raise config_lib.ConfigError(
+            f"{', '.join(sorted(unknown))} is not in the search space of "
+            f"{recipe.train.method}; pass hyper-parameters its search chose")
+    hp.values.update(hyperparameters)
+    tuned = hypermodel.config_for(hp).to_dict()
+    original = recipe.to_dict()
+    return {f"{section}.{name}": value
+            for section, fields in tuned.items()
+            for name, value in fields.items()
+            if value != original[section][name]}
+
+
 _TUNERS = {
     "random": kt.RandomSearch,
     "bayesian": kt.BayesianOptimization,

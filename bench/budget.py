@@ -128,6 +128,8 @@ def markdown(summary, title):
               f"{' / '.join(f'{n:,}' for n in sorted(examples))} test "
               "images."]
     checks = [*summary["checks"].items()] + [
+        (f"tuned vs tuned: {k}", v)
+        for k, v in summary.get("checks_tuned", {}).items()] + [
         (f"supplementary {name}: {k}", v)
         for name, found in summary["checks_supplementary"].items()
         for k, v in found.items()]

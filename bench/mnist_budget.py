@@ -41,7 +41,8 @@ flags.DEFINE_integer("monitor_examples", 500,
                      "Test examples scored after each epoch.")
 flags.DEFINE_enum(
     "only", None, ["standard", "at", "anp_vs", "anp_vs_beta4x",
-                   "anp_vs_open_beta4x", "anp_vs_tuned"],
+                   "anp_vs_open_beta4x", "at_tuned", "trades_tuned",
+                   "anp_vs_tuned"],
     "Train just this run (to run several processes side by side), without "
     "writing the report. The anp_vs runs need the standard run to exist.")
 FLAGS = flags.FLAGS
@@ -62,34 +63,51 @@ RUNS = {
     # 27 % (bench/gate_init.py).
     "anp_vs_open_beta4x": ("anp_vs", {"loss.kl_normalizer": 15000,
                                       "model.gate_concentration1_init": 5.0}),
-    # The best trial of bench/tuning.py (12-epoch trials on 4k images,
-    # scored on 1k held-out training images): open gates, ~2.9x beta, ~5x
-    # the gate and ~7x the weight learning rate, PGD-10 for training.
-    "anp_vs_tuned": ("anp_vs", {
-        "model.gate_concentration1_init": 5.0,
-        "loss.kl_weight": 11.4322,
-        "loss.vs_weight": 0.0043,
-        "train.gate_learning_rate": 0.0484,
-        "train.weight_learning_rate": 0.0073,
-        "attack.num_steps": 10,
-        "attack.step_size": 0.02,
-    }),
 }
+# Tuned against tuned: each method with the best trial of its own search
+# in bench/tuning.py (the same tuner, trials, epochs and validation split
+# for all three; bench/results/tuning.json), trained here on all 5,000
+# images for the same --epochs as the paper-recipe rows.
+TUNED = ("at", "trades", "anp_vs")
+TUNING_RESULTS = Path(__file__).resolve().parent / "results" / "tuning.json"
 SUPPLEMENTARY = {
     "anp_vs_beta4x": "not the paper's recipe: beta / N = 4 x the paper's "
                      "(KL divided by 15,000, not 60,000)",
     "anp_vs_open_beta4x": "not the paper's recipe: beta / N = 4 x the "
                           "paper's and gates initialised at a_raw = 5 "
                           "(E[pi] = 0.83) instead of -1 (0.24)",
-    "anp_vs_tuned": "not the paper's recipe: the best trial of "
-                    "bench/tuning.py (gate init a_raw = 5, beta 11.43, "
-                    "lambda 0.0043, gate lr 0.0484, weight lr 0.0073, "
-                    "PGD-10 step 0.02 for training)",
 }
 
 
+def tuned(method):
+    """The overrides of `method`'s best trial in bench/tuning.py, and the
+    note saying how they were chosen."""
+    from anpvs_tf import files
+    from anpvs_tf.registry import get_experiment
+    from anpvs_tf.tuning import overrides_for
+
+    recover = f"run `python bench/tuning.py --methods={method}` first"
+    search = (files.read_json(TUNING_RESULTS, recover)
+              if TUNING_RESULTS.exists() else {})
+    if method not in search.get("methods", {}):
+        raise SystemExit(f"error: {TUNING_RESULTS} holds no {method} "
+                         f"search; {recover}")
+    best = search["methods"][method]["trials"][0]
+    overrides = overrides_for(get_experiment(f"lenet5_caffe_mnist_{method}"),
+                              best["hyperparameters"])
+    return overrides, (
+        f"tuned: best trial {best['trial_id']} of bench/tuning.py's "
+        f"{method} search ({search['setup']['budget']['max_trials']} "
+        "trials, the same budget for every method): "
+        + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
+
+
 def run(name):
-    method, overrides = RUNS[name]
+    if name.endswith("_tuned"):
+        method = name[:-len("_tuned")]
+        overrides, _ = tuned(method)
+    else:
+        method, overrides = RUNS[name]
     return budget.run_method(
         "lenet5_caffe_mnist", method, overrides, FLAGS.runs_dir, name,
         FLAGS.epochs, FLAGS.monitor_examples,
@@ -103,10 +121,16 @@ def main(argv):
     if FLAGS.only:
         run(FLAGS.only)
         return
-    results = {name: run(name) for name in RUNS}
+    names = [*RUNS, *(f"{method}_tuned" for method in TUNED)]
+    results = {name: run(name) for name in names}
+    notes = {**SUPPLEMENTARY,
+             **{f"{m}_tuned": tuned(m)[1] for m in TUNED}}
     summary = budget.report(
-        results, ("standard", "at", "anp_vs"), SUPPLEMENTARY, FLAGS.epochs
+        results, ("standard", "at", "anp_vs"), notes, FLAGS.epochs
     )
+    summary["checks_tuned"] = budget.checks(
+        summary["supplementary"]["at_tuned"],
+        summary["supplementary"]["anp_vs_tuned"])
     budget.write(
         summary, FLAGS.output,
         f"MNIST, LeNet-5-Caffe, {summary['epochs']} epochs on "

@@ -134,6 +134,27 @@ def test_a_point_of_the_space_sets_travel_and_schedule():
     assert hypermodel.config_for(hp).train.decay_fractions == (0.75, 0.9)
 
 
+def test_overrides_for_a_point_rebuild_its_config():
+    import keras_tuner as kt
+
+    recipe = get_experiment("lenet5_caffe_mnist_anp_vs")
+    hypermodel = tuning.RecipeHyperModel(recipe, None, tuning.Floors())
+    hp = kt.HyperParameters()
+    hypermodel.config_for(hp)
+    point = {"beta": 11.4, "pgd_steps": 10, "pgd_travel": 2.0,
+             "gate_init": "open5", "schedule": "late"}
+    hp.values.update(point)
+    overrides = tuning.overrides_for(recipe, point)
+    assert config_lib.replace(recipe, **overrides) == \
+        hypermodel.config_for(hp)
+    assert overrides["loss.kl_weight"] == 11.4
+    assert "train.weight_learning_rate" not in overrides  # the recipe's
+    assert tuning.overrides_for(recipe, {}) == {}
+    with pytest.raises(ConfigError, match="trades_beta is not in the "
+                       "search space of anp_vs"):
+        tuning.overrides_for(recipe, {"trades_beta": 3.0})
+
+
 def test_a_method_without_gates_has_no_size_floors():
     floors = tuning.Floors(min_sparsity=60.0, min_flops_speedup=2.0)
     assert tuning.floors_for("anp_vs", floors) == floors
