@@ -287,10 +287,7 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
     files.write_json(project_dir / "best_hyperparameters.json",
                      best["hyperparameters"])
     if retrain_best:
-        best_hp = kt.HyperParameters()
-        hypermodel.config_for(best_hp)  # registers the space's defaults
-        best_hp.values.update(best["hyperparameters"])
-        best_config = hypermodel.config_for(best_hp)
+        best_config = tuning.config_at(config, best["hyperparameters"])
         best_dir = project_dir / "best"
         log(f"Retraining the best trial ({best['trial_id']}) in {best_dir}")
         # A search extended by more trials may have found another best:

@@ -266,10 +266,9 @@ class RecipeHyperModel(kt.HyperModel):
         }
 
 
-def overrides_for(recipe, hyperparameters):
-    """The dotted-key overrides (config.replace) that turn `recipe` into
-    the point `hyperparameters` of its search space, e.g. a search's best
-    trial, to train it on other data or for longer."""
+def config_at(recipe, hyperparameters):
+    """The config of the point `hyperparameters` of `recipe`'s search
+    space (values left out keep the recipe's)."""
     hp = kt.HyperParameters()
     hypermodel = RecipeHyperModel(recipe, None, Floors())
     hypermodel.config_for(hp)  # registers the space's defaults
@@ -279,7 +278,14 @@ def overrides_for(recipe, hyperparameters):
             f"{', '.join(sorted(unknown))} is not in the search space of "
             f"{recipe.train.method}; pass hyper-parameters its search chose")
     hp.values.update(hyperparameters)
-    tuned = hypermodel.config_for(hp).to_dict()
+    return hypermodel.config_for(hp)
+
+
+def overrides_for(recipe, hyperparameters):
+    """The dotted-key overrides (config.replace) that turn `recipe` into
+    the point `hyperparameters` of its search space, e.g. a search's best
+    trial, to train it on other data or for longer."""
+    tuned = config_at(recipe, hyperparameters).to_dict()
     original = recipe.to_dict()
     return {f"{section}.{name}": value
             for section, fields in tuned.items()
