@@ -9,6 +9,7 @@ the clean image): the tables lead with the worst case, which PGD-40 alone
 overstates; PGD-40 stays as the paper's column.
 """
 
+import statistics
 from pathlib import Path
 
 from anpvs_tf import files
@@ -99,13 +100,99 @@ def report(results, methods, supplementary, epochs, first="standard"):
             for name, note in supplementary.items()
         },
     }
-    at = summary["methods"]["at"]
-    summary["checks"] = checks(at, summary["methods"]["anp_vs"])
+    at = summary["methods"].get("at")
+    summary["checks"] = (checks(at, summary["methods"]["anp_vs"])
+                         if at and "anp_vs" in summary["methods"] else {})
     summary["checks_supplementary"] = {
         name: checks(at, entry)
         for name, entry in summary["supplementary"].items()
+        if at and name.startswith("anp_vs")
     }
     return summary
+
+
+def spread(values):
+    """Median, min and max of a list of numbers."""
+    return {"median": statistics.median(values), "min": min(values),
+            "max": max(values)}
+
+
+def over_seeds(per_seed, reference="at", candidate="anp_vs"):
+    """Several methods' rows seed by seed ({seed: {method: row}}), with
+    every method's worst-case median and spread and the reference-minus-
+    candidate gaps: one seed moves robust accuracy by points, so a
+    comparison is only trusted where it holds seed after seed."""
+    seeds = {
+        seed: {**{method: {key: row[key] for key in KEYS}
+                  for method, row in rows.items()},
+               "worst_case_gap_points": 100 * (
+                   rows[reference]["worst_case_acc"]
+                   - rows[candidate]["worst_case_acc"]),
+               "pgd40_gap_points": 100 * (rows[reference]["pgd40_acc"]
+                                          - rows[candidate]["pgd40_acc"]),
+               "checks": checks(rows[reference], rows[candidate])}
+        for seed, rows in per_seed.items()}
+    methods = list(next(iter(per_seed.values())))
+    return {
+        "seeds": seeds,
+        "worst_case": {
+            method: spread([100 * entry[method]["worst_case_acc"]
+                            for entry in seeds.values()])
+            for method in methods},
+        "worst_case_gap_points": spread(
+            [entry["worst_case_gap_points"] for entry in seeds.values()]),
+        "pgd40_gap_points": spread(
+            [entry["pgd40_gap_points"] for entry in seeds.values()]),
+        "seeds_anp_vs_at_least_at": sum(
+            entry["checks"]["anp_vs_worst_case_at_least_at"]
+            for entry in seeds.values()),
+    }
+
+
+def _spread_text(entry):
+    return (f"median {entry['median']:.2f}, min {entry['min']:.2f}, max "
+            f"{entry['max']:.2f}")
+
+
+def seeds_markdown(summary, title, labels, reference="at",
+                   candidate="anp_vs"):
+    """over_seeds' table; `labels`: {method: name in the table}, in the
+    table's order."""
+    seeds = summary["seeds"]
+
+    def percent(method, key):
+        return [f"{100 * entry[method][key]:.2f}" for entry in
+                seeds.values()]
+
+    columns = [
+        *(percent(m, "worst_case_acc") for m in labels),
+        [f"{entry['worst_case_gap_points']:.2f}" for entry in
+         seeds.values()],
+        *(percent(m, "pgd40_acc") for m in labels),
+        [f"{entry[candidate]['unit_sparsity']:.2f}" for entry in
+         seeds.values()],
+        *(percent(m, "clean_acc") for m in labels),
+    ]
+    ref, cand = labels[reference], labels[candidate]
+    lines = [
+        title, "",
+        *markdown_table(
+            ("seed", *(f"{label} worst case %" for label in labels.values()),
+             "gap (points)",
+             *(f"{label} PGD-40 %" for label in labels.values()),
+             f"{cand} unit sparsity %",
+             *(f"{label} clean %" for label in labels.values())),
+            [(seed, *row) for seed, row in zip(seeds, zip(*columns))]),
+        "",
+        "Worst case %, " + "; ".join(
+            f"{label}: {_spread_text(summary['worst_case'][method])}"
+            for method, label in labels.items()) + ".",
+        f"Gap ({ref} minus {cand}, worst-case points): "
+        f"{_spread_text(summary['worst_case_gap_points'])}; {cand} at least "
+        f"as robust as {ref} at {summary['seeds_anp_vs_at_least_at']} of "
+        f"{len(seeds)} seeds.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def markdown(summary, title):

@@ -2,8 +2,11 @@
 what was run (bench/budget.py, shared by mnist_budget, fashion_budget and
 fashion_seeds)."""
 
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -71,3 +74,74 @@ def test_a_fashion_variant_trains_with_its_extra_overrides(monkeypatch):
     assert calls["overrides"]["train.compact_fine_tune"] is False
     fashion_budget.run("anp_vs_gate3")
     assert calls["overrides"]["train.gate_epochs"] == 3
+
+
+def _seed_rows(at, anp_vs):
+    return {"at": budget.headline(_results(at, at + 0.1)),
+            "anp_vs": budget.headline(_results(anp_vs, anp_vs + 0.1))}
+
+
+def test_over_seeds_reports_medians_spreads_and_where_the_claim_holds():
+    summary = budget.over_seeds({0: _seed_rows(0.60, 0.62),
+                                 1: _seed_rows(0.58, 0.55),
+                                 2: _seed_rows(0.64, 0.65)})
+    assert summary["worst_case"]["at"] == pytest.approx(
+        {"median": 60.0, "min": 58.0, "max": 64.0})
+    assert summary["worst_case"]["anp_vs"]["median"] == 62.0
+    gaps = summary["worst_case_gap_points"]
+    assert round(gaps["min"], 6) == -2.0 and round(gaps["max"], 6) == 3.0
+    # ANP-VS at least as robust as AT at seeds 0 and 2, not at seed 1.
+    assert summary["seeds_anp_vs_at_least_at"] == 2
+    text = budget.seeds_markdown(summary, "t", {"at": "AT",
+                                                "anp_vs": "ANP-VS"})
+    header, _, first = [line for line in text.splitlines()
+                        if line.startswith("|")][:3]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert columns[:4] == ["seed", "AT worst case %", "ANP-VS worst case %",
+                           "gap (points)"]
+    assert [c.strip() for c in first.strip("|").split("|")][:4] == [
+        "0", "60.00", "62.00", "-2.00"]
+    assert "ANP-VS at least as robust as AT at 2 of 3 seeds" in text
+
+
+def test_report_of_tuned_rows_only_checks_nothing_it_cannot():
+    """mnist_budget --rows=at_tuned,anp_vs_tuned: no paper rows, so no
+    paper checks; ungated supplementary rows get no ANP-VS checks."""
+    results = {"at_tuned": budget.headline(_results(0.6, 0.7)),
+               "anp_vs_tuned": budget.headline(_results(0.62, 0.7))}
+    summary = budget.report(results, (), {"at_tuned": "n",
+                                          "anp_vs_tuned": "n"}, 10,
+                            first="at_tuned")
+    assert summary["checks"] == {} and summary["checks_supplementary"] == {}
+    assert summary["supplementary"]["anp_vs_tuned"]["worst_case_acc"] == 0.62
+
+
+MNIST_SEED_PROBE = """
+import json, sys
+sys.path[:0] = ["bench", "."]
+from absl import flags
+import budget, mnist_budget
+flags.FLAGS(["probe", "--seed=2", "--rows=anp_vs"])
+calls = []
+budget.run_method = lambda entry, method, overrides, runs_dir, name, *a: (
+    calls.append([name, overrides, runs_dir]))
+mnist_budget.run("standard")
+mnist_budget.run("anp_vs")
+print(json.dumps(calls))
+"""
+
+
+def test_another_mnist_seed_trains_every_row_with_it():
+    """mnist_budget --seed: the seed reaches every run, runs go to their
+    own folder, and a standard run that is only the gated rows' base skips
+    the strong suite. (A subprocess: mnist_budget and fashion_budget
+    define the same absl flags.)"""
+    import json
+
+    out = subprocess.run([sys.executable, "-c", MNIST_SEED_PROBE], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout
+    (_, base, runs_dir), (_, gated, _) = json.loads(out.splitlines()[-1])
+    assert runs_dir == "bench/runs/mnist_budget_seed2"
+    assert base["train.seed"] == gated["train.seed"] == 2
+    assert base["eval.strong_examples"] == 0
+    assert "eval.strong_examples" not in gated

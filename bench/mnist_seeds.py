@@ -1,0 +1,85 @@
+"""Tuned AT vs tuned TRADES vs tuned ANP-VS of bench/mnist_budget.py over
+several seeds.
+
+One seed moves robust accuracy by points, so the tuned-vs-tuned comparison
+is only trusted where it holds seed after seed. This reads the tuned rows
+of each seed's mnist_budget report (seed 0: bench/results/mnist_budget.json;
+seed s: mnist_budget_seed<s>.json, written by `python bench/mnist_budget.py
+--seed=s --rows=at_tuned,trades_tuned,anp_vs_tuned`)
+and reports each seed's worst case (whole 10k test set), the median and
+spread of every method's, and the AT-minus-ANP-VS gaps. It trains nothing:
+the reports are committed, so seeds run in different sessions add up.
+
+    python bench/mnist_seeds.py --seeds=0,1,2
+
+Writes bench/results/mnist_seeds.json and mnist_seeds.md.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from anpvs_tf import cli  # noqa: E402
+from anpvs_tf import files  # noqa: E402
+
+import budget  # noqa: E402
+
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to compare.")
+flags.DEFINE_string("results", "bench/results/mnist_budget",
+                    "mnist_budget's output path of seed 0 (other seeds: "
+                    "with _seed<N>), without extension.")
+flags.DEFINE_string("output", "bench/results/mnist_seeds",
+                    "Output path without extension (.json and .md).")
+FLAGS = flags.FLAGS
+
+LABELS = {"at_tuned": "AT", "trades_tuned": "TRADES",
+          "anp_vs_tuned": "ANP-VS"}
+
+
+def seed_rows(seed):
+    """The tuned rows of one seed's mnist_budget report."""
+    path = Path(FLAGS.results if seed == 0
+                else f"{FLAGS.results}_seed{seed}").with_suffix(".json")
+    command = ("python bench/mnist_budget.py"
+               + (f" --seed={seed}" if seed else "")
+               + " --rows=" + ",".join(LABELS))
+    if not path.exists():
+        raise SystemExit(f"error: no {path}; run `{command}` first")
+    report = files.read_json(path, f"run `{command}` again")
+    rows = {**report["methods"], **report["supplementary"]}
+    missing = [name for name in LABELS if name not in rows]
+    if missing:
+        raise SystemExit(f"error: {path} has no {', '.join(missing)} row; "
+                         f"run `{command}`")
+    return {name: rows[name] for name in LABELS}, report
+
+
+def main(argv):
+    del argv
+    seeds = [int(s) for s in FLAGS.seeds]
+    reports = {seed: seed_rows(seed) for seed in seeds}
+    summary = budget.over_seeds(
+        {seed: rows for seed, (rows, _) in reports.items()},
+        reference="at_tuned", candidate="anp_vs_tuned")
+    summary["hyperparameters"] = {
+        name: reports[seeds[0]][1]["supplementary"][name]["note"]
+        for name in LABELS}
+    epochs = reports[seeds[0]][1]["epochs"]
+    budget.save(summary, FLAGS.output, budget.seeds_markdown(
+        summary,
+        f"Tuned AT, TRADES and ANP-VS of bench/mnist_budget.py (MNIST, "
+        f"LeNet-5-Caffe, {epochs} epochs on 5,000 images, eps 0.3, the "
+        "whole 10k test set), by seed; each method with the best trial of "
+        "its own same-budget search (bench/results/tuning.json). Worst "
+        "case: per example, over the clean image, PGD-40, APGD-CE and "
+        "APGD-DLR.",
+        LABELS, reference="at_tuned", candidate="anp_vs_tuned"))
+
+
+if __name__ == "__main__":
+    app.run(cli.run_main(main))
