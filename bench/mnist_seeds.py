@@ -30,6 +30,17 @@ from anpvs_tf import files  # noqa: E402
 import budget  # noqa: E402
 
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to compare.")
+LABELS = {"at_tuned": "AT", "trades_tuned": "TRADES",
+          "anp_vs_tuned": "ANP-VS"}
+flags.DEFINE_list(
+    "methods", list(LABELS),
+    "Tuned rows to compare, comma-separated; every seed's report must "
+    "hold each (at_tuned and anp_vs_tuned always).")
+flags.register_validator(
+    "methods", lambda methods: ({"at_tuned", "anp_vs_tuned"}
+                                <= set(methods) <= set(LABELS)),
+    f"--methods takes names from {', '.join(LABELS)} and includes "
+    "at_tuned and anp_vs_tuned")
 flags.DEFINE_string("results", "bench/results/mnist_budget",
                     "mnist_budget's output path of seed 0 (other seeds: "
                     "with _seed<N>), without extension.")
@@ -37,8 +48,11 @@ flags.DEFINE_string("output", "bench/results/mnist_seeds",
                     "Output path without extension (.json and .md).")
 FLAGS = flags.FLAGS
 
-LABELS = {"at_tuned": "AT", "trades_tuned": "TRADES",
-          "anp_vs_tuned": "ANP-VS"}
+
+def labels():
+    """--methods' table names, in the table's order."""
+    return {name: label for name, label in LABELS.items()
+            if name in FLAGS.methods}
 
 
 def seed_rows(seed):
@@ -47,16 +61,16 @@ def seed_rows(seed):
                 else f"{FLAGS.results}_seed{seed}").with_suffix(".json")
     command = ("python bench/mnist_budget.py"
                + (f" --seed={seed}" if seed else "")
-               + " --rows=" + ",".join(LABELS))
+               + " --rows=" + ",".join(labels()))
     if not path.exists():
         raise SystemExit(f"error: no {path}; run `{command}` first")
     report = files.read_json(path, f"run `{command}` again")
     rows = {**report["methods"], **report["supplementary"]}
-    missing = [name for name in LABELS if name not in rows]
+    missing = [name for name in labels() if name not in rows]
     if missing:
         raise SystemExit(f"error: {path} has no {', '.join(missing)} row; "
                          f"run `{command}`")
-    return {name: rows[name] for name in LABELS}, report
+    return {name: rows[name] for name in labels()}, report
 
 
 def main(argv):
@@ -68,17 +82,17 @@ def main(argv):
         reference="at_tuned", candidate="anp_vs_tuned")
     summary["hyperparameters"] = {
         name: reports[seeds[0]][1]["supplementary"][name]["note"]
-        for name in LABELS}
+        for name in labels()}
     epochs = reports[seeds[0]][1]["epochs"]
     budget.save(summary, FLAGS.output, budget.seeds_markdown(
         summary,
-        f"Tuned AT, TRADES and ANP-VS of bench/mnist_budget.py (MNIST, "
-        f"LeNet-5-Caffe, {epochs} epochs on 5,000 images, eps 0.3, the "
+        f"Tuned {', '.join(labels().values())} of bench/mnist_budget.py "
+        f"(MNIST, LeNet-5-Caffe, {epochs} epochs on 5,000 images, eps 0.3, the "
         "whole 10k test set), by seed; each method with the best trial of "
         "its own same-budget search (bench/results/tuning.json). Worst "
         "case: per example, over the clean image, PGD-40, APGD-CE and "
         "APGD-DLR.",
-        LABELS, reference="at_tuned", candidate="anp_vs_tuned"))
+        labels(), reference="at_tuned", candidate="anp_vs_tuned"))
 
 
 if __name__ == "__main__":

@@ -145,3 +145,33 @@ def test_another_mnist_seed_trains_every_row_with_it():
     assert base["train.seed"] == gated["train.seed"] == 2
     assert base["eval.strong_examples"] == 0
     assert "eval.strong_examples" not in gated
+
+
+def test_mnist_seeds_compares_the_methods_asked_for_seed_by_seed(tmp_path):
+    """mnist_seeds --methods: a method run at fewer seeds (here TRADES,
+    at none) does not block the AT vs ANP-VS comparison, and the table
+    names only the methods compared."""
+    import json
+
+    for seed, (at, anp) in enumerate([(0.60, 0.62), (0.64, 0.61)]):
+        results = {"at_tuned": budget.headline(_results(at, 0.7)),
+                   "anp_vs_tuned": budget.headline(_results(anp, 0.7))}
+        summary = budget.report(results, (), {"at_tuned": "a",
+                                              "anp_vs_tuned": "b"}, 10,
+                                first="at_tuned")
+        name = "r.json" if seed == 0 else f"r_seed{seed}.json"
+        (tmp_path / name).write_text(json.dumps(summary))
+    command = [sys.executable, "bench/mnist_seeds.py", "--seeds=0,1",
+               f"--results={tmp_path / 'r'}", f"--output={tmp_path / 'o'}"]
+    refused = subprocess.run(command, cwd=ROOT, capture_output=True,
+                             text=True)
+    assert refused.returncode != 0
+    assert "has no trades_tuned row" in refused.stderr + refused.stdout
+    subprocess.run(command + ["--methods=at_tuned,anp_vs_tuned"], cwd=ROOT,
+                   capture_output=True, text=True, check=True)
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert set(out["worst_case"]) == {"at_tuned", "anp_vs_tuned"}
+    assert out["worst_case"]["at_tuned"]["median"] == pytest.approx(62.0)
+    assert out["seeds_anp_vs_at_least_at"] == 1
+    table = (tmp_path / "o.md").read_text()
+    assert "TRADES" not in table and "ANP-VS worst case %" in table
