@@ -45,7 +45,6 @@ from anpvs_tf.distribution import make_strategy
 from anpvs_tf.errors import ConfigError
 from anpvs_tf.evaluation.results import evaluate_model
 from anpvs_tf.evaluation.results import format_results
-from anpvs_tf.evaluation.results import strong_evaluation
 from anpvs_tf.guards import DivergenceGuard
 from anpvs_tf.guards import check_usable
 from anpvs_tf.methods import FROM_BASE_METHODS
@@ -305,16 +304,8 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
     log(f"Evaluating on {len(test_labels)} test examples "
         f"(PGD-{config.eval.attack.num_steps}, eps "
         f"{config.eval.attack.epsilon})")
-    results = evaluate_model(model, test_images, test_labels, config.eval)
-    if config.eval.strong_examples:
-        count = min(config.eval.strong_examples, len(test_labels))
-        log(f"Strong evaluation on the first {count} test examples "
-            f"(PGD-{config.eval.attack.num_steps}, APGD-CE and APGD-DLR "
-            f"of {config.eval.apgd_steps} iterations, worst case per "
-            "example)")
-        results["strong"] = strong_evaluation(
-            model, test_images, test_labels, config.eval,
-            log=lambda line: log(f"  {line}"))
+    results = evaluate_model(model, test_images, test_labels, config.eval,
+                             log=log)
     results.update(
         method=train_config.method,
         architecture=config.model.architecture,

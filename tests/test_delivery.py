@@ -1,6 +1,7 @@
 """What a finished run delivers: the strong evaluation, the compact export
 with its measured speed-up, the summary and the training curve."""
 
+import dataclasses
 import json
 import time
 import types
@@ -14,6 +15,8 @@ from anpvs_tf.config import AttackConfig
 from anpvs_tf.config import EvalConfig
 from anpvs_tf.delivery import deliver
 from anpvs_tf.delivery import summary_rows
+from anpvs_tf.evaluation.engine import RobustnessEvaluator
+from anpvs_tf.evaluation.results import evaluate_model
 from anpvs_tf.evaluation.results import strong_evaluation
 from anpvs_tf.speed import speed_report
 from anpvs_tf.training import train
@@ -53,6 +56,37 @@ def test_strong_worst_case_is_below_every_attack_and_uses_the_subset(
     shuffled = np.concatenate([images[:120], images[120:][::-1]])
     again = strong_evaluation(model, shuffled, labels, eval_config)
     assert again["worst_case_acc"] == strong["worst_case_acc"]
+
+
+def test_a_strong_suite_over_the_whole_set_runs_its_pgd_once(
+        briefly_trained_lenets, mnist_eval_batch, monkeypatch):
+    """The final evaluation's PGD is the suite's when the suite covers
+    every image: the same figures as running it twice, at one PGD's
+    cost; on a subset the suite runs its own."""
+    images, labels = mnist_eval_batch
+    images, labels = images[:96], labels[:96]
+    model = types.SimpleNamespace(network=briefly_trained_lenets[0])
+    eval_config = EvalConfig(
+        attack=AttackConfig(epsilon=0.1, step_size=0.02, num_steps=5),
+        strong_examples=96, **STRONG)
+    separate = strong_evaluation(model, images, labels, eval_config)
+    crafted = []
+    craft = RobustnessEvaluator.craft
+
+    def counting_craft(self, attack, *args):
+        crafted.append(attack.method)
+        return craft(self, attack, *args)
+
+    monkeypatch.setattr(RobustnessEvaluator, "craft", counting_craft)
+    results = evaluate_model(model, images, labels, eval_config)
+    assert crafted.count("pgd") == 1
+    assert results["strong"]["attacks"] == separate["attacks"]
+    assert results["strong"]["worst_case_acc"] == separate["worst_case_acc"]
+    assert results["strong"]["attacks"]["pgd5"] == results["pgd_acc"]
+    crafted.clear()
+    evaluate_model(model, images, labels,
+                   dataclasses.replace(eval_config, strong_examples=50))
+    assert crafted.count("pgd") == 2
 
 
 def _sleeping_serve(seconds):

@@ -15,27 +15,32 @@ from anpvs_tf.evaluation.engine import RobustnessEvaluator
 from anpvs_tf.evaluation.engine import attack_name
 from anpvs_tf.evaluation.engine import vulnerability_summary
 from anpvs_tf.evaluation.suites import SuiteSettings
+from anpvs_tf.evaluation.suites import attack_entry
 from anpvs_tf.evaluation.suites import run_suite
 from anpvs_tf.evaluation.tables import markdown_table
 
 
-def evaluate_model(model, images, labels, eval_config, seed=0):
-    """Clean and PGD accuracy, vulnerability and complexity, as a dict.
+def evaluate_model(model, images, labels, eval_config, seed=0,
+                   log=lambda message: None):
+    """Clean and PGD accuracy, vulnerability and complexity, as a dict;
+    with `eval.strong_examples`, the strong suite's figures as "strong".
 
     Runs over the whole given test set, in a fixed order (the reference
     code scored a different window of the test set each epoch: SPEC
     pitfall 6), with inference-mode gates. Accuracies are fractions in
-    [0, 1]. seed: of the attack's random start (evaluate.py --seed).
+    [0, 1]. seed: of the attacks' random start (evaluate.py --seed).
+    When the strong suite covers the whole set, its PGD is this one's
+    (the same attack on the same images and seed), not run again.
     """
     attack = eval_config.attack
     evaluator = RobustnessEvaluator(
         Classifier(model.network), eval_config.batch_size, seed)
     start = time.perf_counter()
     clean_correct = evaluator.clean_correct(images, labels)
-    adversarial = evaluator.craft(attack, images, labels)
-    adversarial_correct, units = evaluator.score(images, labels, adversarial)
+    pgd = attack_entry(evaluator, attack, images, labels)
+    adversarial_correct, units, _ = pgd
     seconds = time.perf_counter() - start
-    return {
+    results = {
         "test_examples": int(len(labels)),
         "attack": {
             "name": attack_name(attack),
@@ -50,17 +55,29 @@ def evaluate_model(model, images, labels, eval_config, seed=0):
         "eval_seconds": seconds,
         **complexity_report(model.network),
     }
+    if eval_config.strong_examples:
+        count = min(eval_config.strong_examples, len(labels))
+        log(f"Strong evaluation on the first {count} test examples "
+            f"(PGD-{attack.num_steps}, APGD-CE and APGD-DLR of "
+            f"{eval_config.apgd_steps} iterations, worst case per "
+            "example)")
+        results["strong"] = strong_evaluation(
+            model, images, labels, eval_config, seed,
+            log=lambda line: log(f"  {line}"),
+            pgd=pgd if count == len(labels) else None)
+    return results
 
 
 STRONG_ATTACKS = ("pgd", "apgd_ce", "apgd_dlr")
 
 
 def strong_evaluation(model, images, labels, eval_config, seed=0,
-                      log=lambda message: None):
+                      log=lambda message: None, pgd=None):
     """APGD-CE, APGD-DLR and PGD on the first `eval.strong_examples`
     images, and the per-example worst case over them and the clean image:
     the figure that PGD alone overstates. The same engine and settings as
-    `evaluate.py --attacks=pgd,apgd_ce,apgd_dlr`."""
+    `evaluate.py --attacks=pgd,apgd_ce,apgd_dlr`. pgd: an attack_entry of
+    eval.attack already run on exactly these images with this seed."""
     count = min(eval_config.strong_examples, len(labels))
     attack = eval_config.attack
     settings = SuiteSettings(
@@ -69,9 +86,12 @@ def strong_evaluation(model, images, labels, eval_config, seed=0,
         pgd_steps=attack.num_steps, apgd_steps=eval_config.apgd_steps,
         random_start=attack.random_start, sanity_checks=False,
         batch_size=eval_config.batch_size, seed=seed)
+    if pgd is not None and settings.attack("pgd") != attack:
+        pgd = None  # another PGD than the suite's: run the suite's
     start = time.perf_counter()
     report = run_suite(Classifier(model.network), images[:count],
-                       labels[:count], settings, complexity=False, log=log)
+                       labels[:count], settings, complexity=False, log=log,
+                       scored={"pgd": pgd} if pgd is not None else None)
     accuracies = {name: entry["acc"]
                   for name, entry in report["attacks"].items()}
     return {

@@ -101,7 +101,9 @@ class _Timer:
         self.seconds = time.perf_counter() - self.start
 
 
-def _attack_entry(evaluator, attack, images, labels):
+def attack_entry(evaluator, attack, images, labels):
+    """One attack's per-example correctness, per-unit vulnerability and
+    report entry."""
     with _Timer() as timer:
         adversarial = evaluator.craft(attack, images, labels)
     correct, units = evaluator.score(images, labels, adversarial)
@@ -198,13 +200,16 @@ def _sanity_checks(report, settings, num_classes):
 
 def run_suite(target, images, labels, settings, source=None,
               source_name=None, num_classes=10, complexity=True,
-              log=lambda message: None):
+              log=lambda message: None, scored=None):
     """Evaluates `target` (a classifier.Classifier); returns the report.
 
     source: a separately trained Classifier for the black-box transfer
     attack (its PGD examples are fed to the target), or None.
     complexity: add the sparsity / memory / FLOPs figures (zoo networks).
     log: called with a line of progress after each stage.
+    scored: {attack method: attack_entry(...)} of attacks already run on
+    these images with these settings and seed, taken as they are rather
+    than run twice.
     """
     evaluator = RobustnessEvaluator(target, settings.batch_size,
                                     settings.seed)
@@ -225,7 +230,7 @@ def run_suite(target, images, labels, settings, source=None,
     for method in settings.attack_methods:
         attack = settings.attack(method)
         name = attack_name(attack)
-        correct, units, entry = _attack_entry(
+        correct, units, entry = (scored or {}).get(method) or attack_entry(
             evaluator, attack, images, labels)
         report["attacks"][name] = entry
         survived &= correct
