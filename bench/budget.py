@@ -51,6 +51,31 @@ def run_method(entry_prefix, method, overrides, runs_dir, name, epochs,
     return headline(train(config, runs_dir / name, verbose=2))
 
 
+def tuned(entry_prefix, method, tuning_results, search_command):
+    """The overrides of `method`'s best trial in a bench/tuning.py report
+    (`tuning_results`, its JSON), and the note saying how they were
+    chosen; `search_command` writes the report."""
+    from anpvs_tf.registry import get_experiment
+    from anpvs_tf.tuning import overrides_for
+
+    tuning_results = Path(tuning_results)
+    recover = f"run `{search_command} --methods={method}` first"
+    search = (files.read_json(tuning_results, recover)
+              if tuning_results.exists() else {})
+    if method not in search.get("methods", {}):
+        raise SystemExit(f"error: {tuning_results} holds no {method} "
+                         f"search; {recover}")
+    best = search["methods"][method]["trials"][0]
+    overrides = overrides_for(get_experiment(f"{entry_prefix}_{method}"),
+                              best["hyperparameters"])
+    return overrides, (
+        f"tuned: best trial {best['trial_id']} of bench/tuning.py's "
+        f"{method} search ({search['setup']['budget']['max_trials']} "
+        "trials, the same budget for every method; "
+        f"{tuning_results.name}): "
+        + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
+
+
 def with_pgd_label(results):
     """The run's PGD accuracy also under a key naming its steps
     (pgd40_acc for PGD-40): the tables read that key, so a run evaluated
@@ -221,6 +246,12 @@ def markdown(summary, title):
         for name, found in summary["checks_supplementary"].items()
         for k, v in found.items()]
     lines += ["", *markdown_table(("check", "passed"), checks)]
+    chosen = {name: entry["chosen"] for name, entry in
+              summary.get("hyperparameters", {}).items()
+              if name in summary["methods"]}
+    if chosen:
+        lines += ["", "Hyper-parameters:"]
+        lines += [f"- {name}: {text}." for name, text in chosen.items()]
     if summary["supplementary"]:
         lines += ["", "Supplementary runs:"]
         lines += [f"- {name}: {entry['note']}."

@@ -101,24 +101,8 @@ SUPPLEMENTARY = {
 def tuned(method):
     """The overrides of `method`'s best trial in bench/tuning.py, and the
     note saying how they were chosen."""
-    from anpvs_tf import files
-    from anpvs_tf.registry import get_experiment
-    from anpvs_tf.tuning import overrides_for
-
-    recover = f"run `python bench/tuning.py --methods={method}` first"
-    search = (files.read_json(TUNING_RESULTS, recover)
-              if TUNING_RESULTS.exists() else {})
-    if method not in search.get("methods", {}):
-        raise SystemExit(f"error: {TUNING_RESULTS} holds no {method} "
-                         f"search; {recover}")
-    best = search["methods"][method]["trials"][0]
-    overrides = overrides_for(get_experiment(f"lenet5_caffe_mnist_{method}"),
-                              best["hyperparameters"])
-    return overrides, (
-        f"tuned: best trial {best['trial_id']} of bench/tuning.py's "
-        f"{method} search ({search['setup']['budget']['max_trials']} "
-        "trials, the same budget for every method): "
-        + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
+    return budget.tuned("lenet5_caffe_mnist", method, TUNING_RESULTS,
+                        "python bench/tuning.py")
 
 
 def recipe(name):

@@ -1,18 +1,19 @@
-"""Tuned AT vs tuned TRADES vs tuned ANP-VS of bench/mnist_budget.py over
-several seeds.
+"""Tuned AT vs tuned TRADES vs tuned ANP-VS over several seeds, on MNIST
+(bench/mnist_budget.py) or Fashion-MNIST (bench/fashion_tuned.py).
 
 One seed moves robust accuracy by points, so the tuned-vs-tuned comparison
 is only trusted where it holds seed after seed. This reads the tuned rows
-of each seed's mnist_budget report (seed 0: bench/results/mnist_budget.json;
-seed s: mnist_budget_seed<s>.json, written by `python bench/mnist_budget.py
---seed=s --rows=at_tuned,trades_tuned,anp_vs_tuned`)
-and reports each seed's worst case (whole 10k test set), the median and
-spread of every method's, and the AT-minus-ANP-VS gaps. It trains nothing:
-the reports are committed, so seeds run in different sessions add up.
+of each seed's report (seed 0: bench/results/<benchmark>.json; seed s:
+<benchmark>_seed<s>.json, written by `python bench/<benchmark>.py --seed=s
+--rows=at_tuned,trades_tuned,anp_vs_tuned`) and reports each seed's worst
+case (whole 10k test set), the median and spread of every method's, and
+the AT-minus-ANP-VS gaps. It trains nothing: the reports are committed, so
+seeds run in different sessions add up.
 
     python bench/mnist_seeds.py --seeds=0,1,2
+    python bench/mnist_seeds.py --benchmark=fashion_tuned --seeds=0,1,2
 
-Writes bench/results/mnist_seeds.json and mnist_seeds.md.
+Writes bench/results/mnist_seeds.{json,md}, or fashion_tuned_seeds.*.
 """
 
 import sys
@@ -41,11 +42,25 @@ flags.register_validator(
                                 <= set(methods) <= set(LABELS)),
     f"--methods takes names from {', '.join(LABELS)} and includes "
     "at_tuned and anp_vs_tuned")
-flags.DEFINE_string("results", "bench/results/mnist_budget",
-                    "mnist_budget's output path of seed 0 (other seeds: "
-                    "with _seed<N>), without extension.")
-flags.DEFINE_string("output", "bench/results/mnist_seeds",
-                    "Output path without extension (.json and .md).")
+# benchmark -> (its seed-0 report, this script's output, the table's data).
+BENCHMARKS = {
+    "mnist_budget": ("bench/results/mnist_budget", "bench/results/mnist_seeds",
+                     "MNIST, LeNet-5-Caffe, {epochs} epochs on 5,000 "
+                     "images, eps 0.3"),
+    "fashion_tuned": ("bench/results/fashion_tuned",
+                      "bench/results/fashion_tuned_seeds",
+                      "Fashion-MNIST, LeNet-5-Caffe, {epochs} epochs on "
+                      "the first 5,000 images, eps 0.1"),
+}
+flags.DEFINE_enum("benchmark", "mnist_budget", list(BENCHMARKS),
+                  "Whose tuned rows to compare.")
+flags.DEFINE_string("results", None,
+                    "The benchmark's output path of seed 0 (other seeds: "
+                    "with _seed<N>), without extension; default "
+                    "bench/results/<benchmark>.")
+flags.DEFINE_string("output", None,
+                    "Output path without extension (.json and .md); default "
+                    "bench/results/mnist_seeds or fashion_tuned_seeds.")
 FLAGS = flags.FLAGS
 
 
@@ -56,10 +71,11 @@ def labels():
 
 
 def seed_rows(seed):
-    """The tuned rows of one seed's mnist_budget report."""
-    path = Path(FLAGS.results if seed == 0
-                else f"{FLAGS.results}_seed{seed}").with_suffix(".json")
-    command = ("python bench/mnist_budget.py"
+    """The tuned rows of one seed's report."""
+    results = FLAGS.results or BENCHMARKS[FLAGS.benchmark][0]
+    path = Path(results if seed == 0
+                else f"{results}_seed{seed}").with_suffix(".json")
+    command = (f"python bench/{FLAGS.benchmark}.py"
                + (f" --seed={seed}" if seed else "")
                + " --rows=" + ",".join(labels()))
     if not path.exists():
@@ -81,17 +97,17 @@ def main(argv):
         {seed: rows for seed, (rows, _) in reports.items()},
         reference="at_tuned", candidate="anp_vs_tuned")
     summary["hyperparameters"] = {
-        name: reports[seeds[0]][1]["supplementary"][name]["note"]
+        name: reports[seeds[0]][1]["hyperparameters"][name]["chosen"]
         for name in labels()}
-    epochs = reports[seeds[0]][1]["epochs"]
-    budget.save(summary, FLAGS.output, budget.seeds_markdown(
+    _, output, data = BENCHMARKS[FLAGS.benchmark]
+    data = data.format(epochs=reports[seeds[0]][1]["epochs"])
+    budget.save(summary, FLAGS.output or output, budget.seeds_markdown(
         summary,
-        f"Tuned {', '.join(labels().values())} of bench/mnist_budget.py "
-        f"(MNIST, LeNet-5-Caffe, {epochs} epochs on 5,000 images, eps 0.3, the "
-        "whole 10k test set), by seed; each method with the best trial of "
-        "its own same-budget search (bench/results/tuning.json). Worst "
-        "case: per example, over the clean image, PGD-40, APGD-CE and "
-        "APGD-DLR.",
+        f"Tuned {', '.join(labels().values())} of "
+        f"bench/{FLAGS.benchmark}.py ({data}, the whole 10k test set), by "
+        "seed; each method with the best trial of its own same-budget "
+        "search (bench/tuning.py). Worst case: per example, over the clean "
+        "image, PGD-40, APGD-CE and APGD-DLR.",
         labels(), reference="at_tuned", candidate="anp_vs_tuned"))
 
 

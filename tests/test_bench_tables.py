@@ -159,6 +159,9 @@ def test_mnist_seeds_compares_the_methods_asked_for_seed_by_seed(tmp_path):
         summary = budget.report(results, (), {"at_tuned": "a",
                                               "anp_vs_tuned": "b"}, 10,
                                 first="at_tuned")
+        summary["hyperparameters"] = {
+            name: {"overrides": {}, "chosen": name}
+            for name in ("at_tuned", "anp_vs_tuned")}
         name = "r.json" if seed == 0 else f"r_seed{seed}.json"
         (tmp_path / name).write_text(json.dumps(summary))
     command = [sys.executable, "bench/mnist_seeds.py", "--seeds=0,1",
@@ -175,3 +178,54 @@ def test_mnist_seeds_compares_the_methods_asked_for_seed_by_seed(tmp_path):
     assert out["seeds_anp_vs_at_least_at"] == 1
     table = (tmp_path / "o.md").read_text()
     assert "TRADES" not in table and "ANP-VS worst case %" in table
+
+
+FASHION_TUNED_PROBE = """
+import json, sys
+sys.path[:0] = ["bench", "."]
+from absl import flags
+import budget, fashion_tuned
+import models
+flags.FLAGS(["probe", "--seed=1"])
+fashion_tuned.TUNING_RESULTS = sys.argv[1]
+calls = []
+budget.run_method = lambda entry, method, overrides, runs_dir, name, *a: (
+    calls.append([entry, method, name, overrides, runs_dir]))
+fashion_tuned.run("standard")
+fashion_tuned.run("at_tuned")
+print(json.dumps(calls))
+"""
+
+
+def test_fashion_tuned_trains_the_searched_point_on_the_searched_images(
+        tmp_path):
+    """fashion_tuned: a tuned row gets its search's best trial, the data
+    the search trained on (the IDX files, the first 5,000 images) and the
+    seed; the standard base skips the strong suite; a missing search is
+    a one-line error naming the command that writes it."""
+    import json
+
+    search = tmp_path / "tuning_fashion_mnist.json"
+    command = [sys.executable, "-c", FASHION_TUNED_PROBE, str(search)]
+    refused = subprocess.run(command, cwd=ROOT, capture_output=True,
+                             text=True)
+    assert refused.returncode != 0
+    assert "--dataset=fashion_mnist" in refused.stderr.splitlines()[-1]
+    search.write_text(json.dumps({
+        "setup": {"budget": {"max_trials": 3}},
+        "methods": {"at": {"trials": [{
+            "trial_id": "02",
+            "hyperparameters": {"weight_lr": 0.004}}]}}}))
+    out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout
+    (entry, _, _, base, runs_dir), (_, method, name, at, _) = json.loads(
+        out.splitlines()[-1])
+    assert entry == "lenet5_caffe_fashion_mnist" and method == "at"
+    assert runs_dir == "bench/runs/fashion_tuned_seed1"
+    assert base["eval.strong_examples"] == 0
+    assert "eval.strong_examples" not in at
+    assert at["train.weight_learning_rate"] == pytest.approx(0.004)
+    for overrides in (base, at):
+        assert overrides["data.source"] == "idx"
+        assert overrides["data.train_examples"] == 5000
+        assert overrides["train.seed"] == 1
