@@ -252,3 +252,38 @@ def widen(narrowed):
         full[item.grid(full.shape)] = keras.ops.convert_to_numpy(
             item.compact)
         item.full.assign(full)
+
+
+def fit_in_phases(model, config, strategy, num_train_examples, fit,
+                  initial_epoch=0, on_compact=None, log=lambda _: None):
+    """Trains `model` in the order every run trains: where the config
+    freezes the gates (`train.gate_epochs`) and fine-tunes compactly, the
+    gates learn until then, and the rest of `train.epochs` trains the
+    compact network (faster per step); otherwise the whole run trains
+    `model`, masked.
+
+    `fit(trainee, first, last)` trains `trainee` over epochs [first,
+    last) (nothing where first >= last: a resumed run skips what is done).
+    `on_compact(compact)` runs once the compact model exists, before it
+    trains (train.py restores its checkpoint there). Where the compact
+    fine-tune would not take the masked one's steps, the fine-tune stays
+    masked, and says so through `log`.
+    """
+    epochs, gate_epochs = config.train.epochs, config.train.gate_epochs
+    if not (model.gates and gate_epochs is not None
+            and config.train.compact_fine_tune):
+        fit(model, initial_epoch, epochs)
+        return
+    fit(model, initial_epoch, gate_epochs)  # the gates learn
+    model.freeze_gates()
+    try:
+        compact, narrowed = compact_fine_tune_model(
+            model, config, strategy, num_train_examples)
+    except ValueError as error:
+        log(f"The fine-tune stays masked: {error}.")
+        fit(model, max(initial_epoch, gate_epochs), epochs)
+        return
+    if on_compact is not None:
+        on_compact(compact)
+    fit(compact, max(initial_epoch, gate_epochs), epochs)
+    widen(narrowed)

@@ -34,8 +34,7 @@ from anpvs_tf.checkpoints import compact_part
 from anpvs_tf.checkpoints import make_checkpoint
 from anpvs_tf.checkpoints import restore_latest
 from anpvs_tf.checkpoints import with_compact
-from anpvs_tf.compact_training import compact_fine_tune_model
-from anpvs_tf.compact_training import widen
+from anpvs_tf.compact_training import fit_in_phases
 from anpvs_tf.datasets import DATASET_INFO
 from anpvs_tf.distribution import WorkerPaths
 from anpvs_tf.distribution import agree_across_workers
@@ -86,34 +85,6 @@ def _compiled_model(config, strategy, num_train_examples):
             num_train_examples,
         )
         return compile_model(model, config, num_train_examples)
-
-
-def _compact_fine_tune(model, checkpoint, config, strategy,
-                       num_train_examples, checkpoint_path, log):
-    """Freezes the gates and moves training onto the compact network.
-
-    Returns (compact model, its Narrowed, the checkpoint of the compact
-    phase), or None where the fine-tune has to stay masked (logged).
-    `checkpoint_path`: a checkpoint of the compact phase to resume from.
-    """
-    model.freeze_gates()
-    try:
-        compact, narrowed = compact_fine_tune_model(
-            model, config, strategy, num_train_examples)
-    except ValueError as error:
-        log(f"The fine-tune stays masked: {error}.")
-        return None
-    compact_checkpoint = with_compact(checkpoint, compact)
-    if checkpoint_path is not None:
-        # A compact-phase checkpoint holds the compact model's own state;
-        # one written by a masked fine-tune (older runs) holds none, and
-        # what was derived from its gated network stands.
-        compact_part(compact).restore(checkpoint_path).expect_partial()
-    full, kept = (sum(int(np.prod(v.shape)) for v in m.weight_variables)
-                  for m in (model, compact))
-    log(f"Gates frozen; the fine-tune trains the compact network "
-        f"({kept:,} of {full:,} weights)")
-    return compact, narrowed, compact_checkpoint
 
 
 def _weights_digest(network):
@@ -234,7 +205,25 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
                                  initial_epoch)
         verbose = 0
 
-    def fit(trainee, first, last, manager):
+    managers = {id(model): manager}
+
+    def compact_phase(compact):
+        """The compact network's own checkpoint (resumed where the run
+        stopped in its phase) and what it keeps."""
+        compact_checkpoint = with_compact(checkpoint, compact)
+        if restored and initial_epoch > train_config.gate_epochs:
+            # A compact-phase checkpoint holds the compact model's own
+            # state; one written by a masked fine-tune (older runs) holds
+            # none, and what was derived from its gated network stands.
+            compact_part(compact).restore(restored).expect_partial()
+        managers[id(compact)] = tf.train.CheckpointManager(
+            compact_checkpoint, paths(checkpoint_dir), max_to_keep=2)
+        full, kept = (sum(int(np.prod(v.shape)) for v in m.weight_variables)
+                      for m in (model, compact))
+        log(f"Gates frozen; the fine-tune trains the compact network "
+            f"({kept:,} of {full:,} weights)")
+
+    def fit(trainee, first, last):
         if first >= last:
             return
         callbacks = [
@@ -243,7 +232,8 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
             # Before the checkpoint: a kill between the two repeats the
             # epoch, whose row the resumed run then replaces.
             history,
-            EpochCheckpoint(manager, checkpoint.epoch, checkpoint.seconds),
+            EpochCheckpoint(managers[id(trainee)], checkpoint.epoch,
+                            checkpoint.seconds),
             keras.callbacks.TensorBoard(
                 str(paths(workdir / "logs")), write_graph=False),
         ]
@@ -264,25 +254,9 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
     log(f"Training {train_config.method} for {train_config.epochs} epochs "
         f"({steps_per_epoch} steps of {train_config.batch_size} over "
         f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
-    epochs, gate_epochs = train_config.epochs, train_config.gate_epochs
-    compacting = (bool(model.gates) and gate_epochs is not None
-                  and train_config.compact_fine_tune)
-    if not compacting:
-        fit(model, initial_epoch, epochs, manager)
-    else:
-        fit(model, initial_epoch, gate_epochs, manager)  # the gates learn
-        compact = _compact_fine_tune(
-            model, checkpoint, config, strategy, len(train_labels),
-            restored if initial_epoch > gate_epochs else None, log)
-        if compact is None:
-            fit(model, max(initial_epoch, gate_epochs), epochs, manager)
-        else:
-            trainee, narrowed, compact_checkpoint = compact
-            fit(trainee, max(initial_epoch, gate_epochs), epochs,
-                tf.train.CheckpointManager(
-                    compact_checkpoint, paths(checkpoint_dir),
-                    max_to_keep=2))
-            widen(narrowed)
+    fit_in_phases(model, config, strategy, len(train_labels), fit,
+                  initial_epoch=initial_epoch, on_compact=compact_phase,
+                  log=log)
     check_usable(model.network, f"'{workdir}' after training")
     if paths.chief:
         with files.atomic_path(workdir / NETWORK_FILE,

@@ -48,8 +48,7 @@ from anpvs_tf.base import BASE_TEST_EXAMPLES  # noqa: E402
 from anpvs_tf.base import base_config  # noqa: E402
 from anpvs_tf.base import copy_base_weights  # noqa: E402
 from anpvs_tf.callbacks import GateFreeze  # noqa: E402
-from anpvs_tf.compact_training import compact_fine_tune_model  # noqa: E402
-from anpvs_tf.compact_training import widen  # noqa: E402
+from anpvs_tf.compact_training import fit_in_phases  # noqa: E402
 from anpvs_tf.complexity import complexity_report  # noqa: E402
 from anpvs_tf.datasets import DATASET_INFO  # noqa: E402
 from anpvs_tf.evaluation.results import strong_evaluation  # noqa: E402
@@ -120,29 +119,19 @@ FIT = "compact fine-tune after the gates freeze, as train.py"
 
 
 def fit_phases(model, config, images, labels):
-    """Trains as train.py does: the gates learn for `train.gate_epochs`,
-    then freeze and the fine-tune trains the compact network (faster per
-    step), so a trial's time is what the main command will spend."""
-    gate_epochs = config.train.gate_epochs
-    if not (model.gates and gate_epochs is not None
-            and config.train.compact_fine_tune):
-        callbacks = ([GateFreeze(gate_epochs)]
-                     if model.gates and gate_epochs is not None else [])
-        fit_model(model, config, images, labels, callbacks=callbacks,
-                  verbose=0)
-        return
-    fit_model(model, config, images, labels, epochs=gate_epochs, verbose=0)
-    model.freeze_gates()
-    try:
-        compact, narrowed = compact_fine_tune_model(
-            model, config, tf.distribute.get_strategy(), len(labels))
-    except ValueError:  # train.py's fallback: the fine-tune stays masked
-        fit_model(model, config, images, labels, initial_epoch=gate_epochs,
-                  verbose=0)
-        return
-    fit_model(compact, config, images, labels, initial_epoch=gate_epochs,
-              verbose=0)
-    widen(narrowed)
+    """Trains as train.py does (anpvs_tf.compact_training.fit_in_phases),
+    so a trial's time is what the main command will spend."""
+    def fit(trainee, first, last):
+        if first >= last:
+            return
+        gated = trainee.gates and config.train.gate_epochs is not None
+        fit_model(trainee, config, images, labels, initial_epoch=first,
+                  epochs=last, verbose=0,
+                  callbacks=[GateFreeze(config.train.gate_epochs)]
+                  if gated else [])
+
+    fit_in_phases(model, config, tf.distribute.get_strategy(), len(labels),
+                  fit)
 
 
 def run_trial(name, config, base_dir):

@@ -247,3 +247,60 @@ def test_killed_in_the_compact_phase_resumes_to_the_same_weights(tmp_path):
     assert "Resuming from" in processes[0].output
     assert_same_weights(network_weights(expected_dir),
                         network_weights(workdir))
+
+
+class _GatedStub:
+    """Just what fit_in_phases asks of a model: gates and freeze_gates."""
+
+    gates = ("gate",)
+    frozen = False
+
+    def freeze_gates(self):
+        self.frozen = True
+
+
+def _phases(monkeypatch, initial_epoch, obstacle=None, compact=True):
+    """The fit calls fit_in_phases makes for a 5-epoch run whose gates
+    freeze after epoch 2, and what happened around them."""
+    from anpvs_tf import config as config_lib
+
+    model, made, events = _GatedStub(), object(), []
+
+    def fine_tune_model(trainee, *args):
+        assert trainee.frozen, "the compact network is cut from frozen gates"
+        if obstacle:
+            raise ValueError(obstacle)
+        return made, "narrowed"
+
+    monkeypatch.setattr(compact_training, "compact_fine_tune_model",
+                        fine_tune_model)
+    monkeypatch.setattr(compact_training, "widen",
+                        lambda narrowed: events.append(("widen", narrowed)))
+    config = config_lib.replace(
+        tiny_gated_run(), **{"train.epochs": 5, "train.gate_epochs": 2,
+                             "train.compact_fine_tune": compact})
+    compact_training.fit_in_phases(
+        model, config, None, 100,
+        lambda trainee, first, last: events.append(
+            ("model" if trainee is model else "compact", first, last)),
+        initial_epoch=initial_epoch,
+        on_compact=lambda c: events.append(("on_compact", c is made)),
+        log=lambda text: events.append(("log", text)))
+    return events
+
+
+def test_phases_train_gates_then_the_compact_network(monkeypatch):
+    assert _phases(monkeypatch, 0) == [
+        ("model", 0, 2), ("on_compact", True), ("compact", 2, 5),
+        ("widen", "narrowed")]
+    # Resumed inside the compact phase: the gated phase has nothing left.
+    assert _phases(monkeypatch, 3)[::2] == [
+        ("model", 3, 2), ("compact", 3, 5)]
+
+
+def test_phases_stay_masked_where_compacting_is_off_or_impossible(
+        monkeypatch):
+    assert _phases(monkeypatch, 0, compact=False) == [("model", 0, 5)]
+    assert _phases(monkeypatch, 1, obstacle="a batch-norm") == [
+        ("model", 1, 2), ("log", "The fine-tune stays masked: a batch-norm."),
+        ("model", 2, 5)]
