@@ -136,6 +136,27 @@ def report(results, methods, supplementary, epochs, first="standard"):
     return summary
 
 
+def rows_report(results, main_rows, recipe, epochs):
+    """report() of the rows in `results`: those in `main_rows` under
+    "methods", the others as supplementary rows noted with how they were
+    chosen; `recipe(name)` -> (zoo method, overrides, how chosen). Tuned
+    AT against tuned ANP-VS is checked where both ran, and every row's
+    hyper-parameters are kept."""
+    names = list(results)
+    summary = report(
+        results, [name for name in names if name in main_rows],
+        {name: recipe(name)[2] for name in names if name not in main_rows},
+        epochs, first=names[0])
+    rows = {**summary["methods"], **summary["supplementary"]}
+    if {"at_tuned", "anp_vs_tuned"} <= set(rows):
+        summary["checks_tuned"] = checks(rows["at_tuned"],
+                                         rows["anp_vs_tuned"])
+    summary["hyperparameters"] = {
+        name: {"overrides": recipe(name)[1], "chosen": recipe(name)[2]}
+        for name in names}
+    return summary
+
+
 def spread(values):
     """Median, min and max of a list of numbers."""
     return {"median": statistics.median(values), "min": min(values),

@@ -112,17 +112,9 @@ def main(argv):
     if "anp_vs_tuned" in names:
         run("standard")
     results = {name: run(name) for name in names}
-    summary = budget.report(results, names, {}, FLAGS.epochs,
-                            first=names[0])
-    if {"at_tuned", "anp_vs_tuned"} <= set(names):
-        summary["checks_tuned"] = budget.checks(
-            summary["methods"]["at_tuned"],
-            summary["methods"]["anp_vs_tuned"])
+    summary = budget.rows_report(results, names, recipe, FLAGS.epochs)
     summary["seed"] = FLAGS.seed
     summary["eps"] = 0.1
-    summary["hyperparameters"] = {
-        name: {"overrides": recipe(name)[1], "chosen": recipe(name)[2]}
-        for name in names}
     budget.write(
         summary, FLAGS.output or default_path("bench/results/fashion_tuned"),
         f"Fashion-MNIST, LeNet-5-Caffe, tuned against tuned: "

@@ -145,20 +145,9 @@ def main(argv):
     if any(recipe(name)[0] in FROM_BASE_METHODS for name in names):
         run("standard")  # the base of the gated rows
     results = {name: run(name) for name in names}
-    paper = [name for name in ("standard", "at", "anp_vs") if name in names]
-    summary = budget.report(
-        results, paper,
-        {name: recipe(name)[2] for name in names if name not in paper},
-        FLAGS.epochs, first=names[0],
-    )
-    if {"at_tuned", "anp_vs_tuned"} <= set(names):
-        summary["checks_tuned"] = budget.checks(
-            summary["supplementary"]["at_tuned"],
-            summary["supplementary"]["anp_vs_tuned"])
+    summary = budget.rows_report(results, ("standard", "at", "anp_vs"),
+                                 recipe, FLAGS.epochs)
     summary["seed"] = FLAGS.seed
-    summary["hyperparameters"] = {
-        name: {"overrides": recipe(name)[1], "chosen": recipe(name)[2]}
-        for name in names}
     budget.write(
         summary, FLAGS.output or default_path("bench/results/mnist_budget"),
         f"MNIST, LeNet-5-Caffe, {summary['epochs']} epochs on "

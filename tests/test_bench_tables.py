@@ -229,3 +229,25 @@ def test_fashion_tuned_trains_the_searched_point_on_the_searched_images(
         assert overrides["data.source"] == "idx"
         assert overrides["data.train_examples"] == 5000
         assert overrides["train.seed"] == 1
+
+
+def test_rows_report_checks_tuned_rows_wherever_they_are_listed():
+    """mnist_budget lists tuned rows beside the paper's as supplementary,
+    fashion_tuned as its methods: tuned AT vs tuned ANP-VS is checked on
+    the worst case either way, and each row keeps how it was chosen."""
+    results = {"standard": budget.headline(_results(0.0, 0.0)),
+               "at_tuned": budget.headline(_results(0.64, 0.76)),
+               "anp_vs_tuned": budget.headline(_results(0.62, 0.80))}
+
+    def recipe(name):
+        return name, {"train.seed": 0}, f"chosen for {name}"
+
+    for main_rows in (("standard",), tuple(results)):
+        summary = budget.rows_report(results, main_rows, recipe, 60)
+        assert set(summary["methods"]) == set(main_rows)
+        assert summary["checks_tuned"]["anp_vs_worst_case_at_least_at"] \
+            is False
+        assert summary["hyperparameters"]["at_tuned"]["chosen"] == (
+            "chosen for at_tuned")
+    assert "- anp_vs_tuned: chosen for anp_vs_tuned." in budget.markdown(
+        summary, "t")
