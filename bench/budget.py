@@ -158,9 +158,9 @@ def rows_report(results, main_rows, recipe, epochs):
 
 
 def spread(values):
-    """Median, min and max of a list of numbers."""
+    """Median, min, max and range (max - min) of a list of numbers."""
     return {"median": statistics.median(values), "min": min(values),
-            "max": max(values)}
+            "max": max(values), "range": max(values) - min(values)}
 
 
 def over_seeds(per_seed, reference="at", candidate="anp_vs"):

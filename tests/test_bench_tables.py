@@ -86,7 +86,7 @@ def test_over_seeds_reports_medians_spreads_and_where_the_claim_holds():
                                  1: _seed_rows(0.58, 0.55),
                                  2: _seed_rows(0.64, 0.65)})
     assert summary["worst_case"]["at"] == pytest.approx(
-        {"median": 60.0, "min": 58.0, "max": 64.0})
+        {"median": 60.0, "min": 58.0, "max": 64.0, "range": 6.0})
     assert summary["worst_case"]["anp_vs"]["median"] == 62.0
     gaps = summary["worst_case_gap_points"]
     assert round(gaps["min"], 6) == -2.0 and round(gaps["max"], 6) == 3.0

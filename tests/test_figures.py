@@ -1,7 +1,7 @@
 """Every measured figure the READMEs quote comes from a bench/results file.
 
-A figure is a number followed by a unit (%, x, s, ex/s, examples/s) in the
-text, or a numeric cell of a markdown table. It is found when a results
+A figure is a number followed by a unit (%, x, s, ex/s, examples/s, points)
+in the text, or a numeric cell of a markdown table. It is found when a results
 file (bench/results/*.json, *.md) or the paper's table (../shared/SPEC.md,
 for the "paper" columns) holds the same number at the quoted precision:
 as written, rounded from more digits, or as a fraction shown in percent.
@@ -21,9 +21,11 @@ READMES = ("README.md", "models/README.md",
                    for p in (ROOT / "docs").glob("*.md")))
 
 _NUMBER = r"\d[\d,]*(?:\.\d+)?"
-# A number with a unit: "97.64 %", "7.89x", "36 s", "214.1 ex/s".
-_QUOTED = re.compile(
-    rf"(?<![\w.\-/])({_NUMBER})\s?(%|x\b|s\b|ex/s|examples/s)")
+# A number with a unit: "97.64 %", "7.89x", "36 s", "214.1 ex/s", and
+# the gaps between two of them, "10.18 worst-case points".
+_UNITS = (r"%|x\b|s\b|ex/s|examples/s"
+          r"|(?:worst-case |clean |PGD-40 )?points?\b")
+_QUOTED = re.compile(rf"(?<![\w.\-/])({_NUMBER})\s?({_UNITS})")
 _CELL = re.compile(rf"^\s*({_NUMBER})\s*(?:%|x|s)?\s*$")
 
 
@@ -78,10 +80,12 @@ def test_every_quoted_figure_is_in_a_results_file(readme):
 
 def test_the_checker_finds_a_figure_no_file_holds():
     known = _known_numbers()
-    text = "ends with 12.3457 % clean and | 4.04x |"
+    text = ("ends with 12.3457 % clean, 7.6543 worst-case points above, "
+            "and | 4.04x |")
     figures = [f for _, f in _figures(text)]
-    assert figures == ["12.3457", "4.04"]
+    assert figures == ["12.3457", "7.6543", "4.04"]
     assert "12.3457" not in known  # no results file has this figure
+    assert "7.6543" not in known
     assert "4.04" in known  # compact_speed.md has this one
 
 
