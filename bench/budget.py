@@ -76,6 +76,19 @@ def tuned(entry_prefix, method, tuning_results, search_command):
         + ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())))
 
 
+def train_rows(run, names, only=None, needs_base=False):
+    """Trains (or reads) the benchmark's runs with `run(name)`: just
+    `only`, to run processes side by side (returns None: no report), or
+    the standard base when `needs_base` (a gated row starts from it), then
+    every row of `names`; returns {name: results}."""
+    if only:
+        run(only)
+        return None
+    if needs_base:
+        run("standard")
+    return {name: run(name) for name in names}
+
+
 def with_pgd_label(results):
     """The run's PGD accuracy also under a key naming its steps
     (pgd40_acc for PGD-40): the tables read that key, so a run evaluated

@@ -105,13 +105,11 @@ def main(argv):
     del argv
     import models  # noqa: F401
 
-    if FLAGS.only:
-        run(FLAGS.only)
-        return
     names = [name for name in ROWS if name in FLAGS.rows]
-    if "anp_vs_tuned" in names:
-        run("standard")
-    results = {name: run(name) for name in names}
+    results = budget.train_rows(run, names, FLAGS.only,
+                                needs_base="anp_vs_tuned" in names)
+    if results is None:
+        return
     summary = budget.rows_report(results, names, recipe, FLAGS.epochs)
     summary["seed"] = FLAGS.seed
     summary["eps"] = 0.1

@@ -138,13 +138,12 @@ def main(argv):
     import models  # noqa: F401
     from anpvs_tf.methods import FROM_BASE_METHODS
 
-    if FLAGS.only:
-        run(FLAGS.only)
-        return
     names = [name for name in ROWS if name in FLAGS.rows]
-    if any(recipe(name)[0] in FROM_BASE_METHODS for name in names):
-        run("standard")  # the base of the gated rows
-    results = {name: run(name) for name in names}
+    results = budget.train_rows(
+        run, names, FLAGS.only, needs_base=any(
+            recipe(name)[0] in FROM_BASE_METHODS for name in names))
+    if results is None:
+        return
     summary = budget.rows_report(results, ("standard", "at", "anp_vs"),
                                  recipe, FLAGS.epochs)
     summary["seed"] = FLAGS.seed
