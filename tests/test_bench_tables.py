@@ -251,3 +251,16 @@ def test_rows_report_checks_tuned_rows_wherever_they_are_listed():
             "chosen for at_tuned")
     assert "- anp_vs_tuned: chosen for anp_vs_tuned." in budget.markdown(
         summary, "t")
+
+
+def test_train_rows_trains_the_base_first_or_only_the_run_asked_for():
+    ran = []
+    results = budget.train_rows(lambda name: ran.append(name) or name,
+                                ["at_tuned", "anp_vs_tuned"],
+                                needs_base=True)
+    assert ran == ["standard", "at_tuned", "anp_vs_tuned"]
+    assert results == {"at_tuned": "at_tuned", "anp_vs_tuned": "anp_vs_tuned"}
+    ran.clear()
+    assert budget.train_rows(ran.append, ["at_tuned"], only="standard",
+                             needs_base=True) is None
+    assert ran == ["standard"]
