@@ -156,17 +156,18 @@ def rows_report(results, main_rows, recipe, epochs):
     AT against tuned ANP-VS is checked where both ran, and every row's
     hyper-parameters are kept."""
     names = list(results)
+    recipes = {name: recipe(name) for name in names}  # each read once
     summary = report(
         results, [name for name in names if name in main_rows],
-        {name: recipe(name)[2] for name in names if name not in main_rows},
+        {name: recipes[name][2] for name in names if name not in main_rows},
         epochs, first=names[0])
     rows = {**summary["methods"], **summary["supplementary"]}
     if {"at_tuned", "anp_vs_tuned"} <= set(rows):
         summary["checks_tuned"] = checks(rows["at_tuned"],
                                          rows["anp_vs_tuned"])
     summary["hyperparameters"] = {
-        name: {"overrides": recipe(name)[1], "chosen": recipe(name)[2]}
-        for name in names}
+        name: {"overrides": overrides, "chosen": chosen}
+        for name, (_, overrides, chosen) in recipes.items()}
     return summary
 
 
