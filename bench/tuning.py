@@ -221,6 +221,17 @@ def markdown(results):
     return "\n".join(lines) + "\n"
 
 
+def earlier_results(path, budget):
+    """Methods searched earlier with the same budget: they stay in the table
+    (one method per invocation fits a shorter session)."""
+    if not path.exists():
+        return {}
+    earlier = files.read_json(path, "delete it and rerun the searches")
+    same = {**DEFAULT_BUDGET,
+            **earlier.get("setup", {}).get("budget", {})} == budget
+    return earlier["methods"] if same else {}
+
+
 def main(argv):
     del argv
     import tensorflow as tf
@@ -240,16 +251,12 @@ def main(argv):
               "dataset": FLAGS.dataset,
               "train_examples": FLAGS.train_examples,
               "validation_step_size": FLAGS.validation_step_size}
-    results = {}
     path = output.with_suffix(".json")
-    if path.exists():
-        earlier = files.read_json(path, "delete it and rerun the searches")
-        # Methods searched earlier with the same budget stay in the table
-        # (one method per invocation fits a shorter session).
-        if {**DEFAULT_BUDGET,
-                **earlier.get("setup", {}).get("budget", {})} == budget:
-            results = earlier["methods"]
-    results.update({method: search(method) for method in FLAGS.methods})
+    earlier_results(path, budget)  # a damaged file fails now, not in 30 min
+    searched = {method: search(method) for method in FLAGS.methods}
+    # Read again after the searches: an invocation running beside this one
+    # may have written its method meanwhile.
+    results = {**earlier_results(path, budget), **searched}
     files.write_json(path, {
         "methods": results,
         "setup": {
