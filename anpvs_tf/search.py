@@ -242,7 +242,10 @@ def run_search(config, project_dir, *, tuner="bayesian", max_trials=8,
         project_dir, search_settings(config, tuner, floors), overwrite)
     if base_dir is not None:
         log(f"Base model in {base_dir}")
-        train(base_config(config), base_dir, log=log, verbose=verbose)
+        # Scored on the validation split: the search never reads the test
+        # set.
+        train(base_config(config), base_dir, log=log, verbose=verbose,
+              evaluation_split="validation")
 
     hypermodel = tuning.RecipeHyperModel(config, base_dir, floors, verbose)
     hypermodel.load_data()

@@ -96,7 +96,8 @@ def _weights_digest(network):
 
 
 def train(config, workdir, overwrite=False, log=print, verbose="auto",
-          command=None, report=True, test_examples=None):
+          command=None, report=True, test_examples=None,
+          evaluation_split="test"):
     """Trains (or resumes) `config` in `workdir`; returns the results dict.
 
     `command`, the command line that started the run, is kept in the
@@ -105,7 +106,9 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
     Under multi-worker training the chief returns the results and the
     other workers None. `report`: log the results table at the end.
     `test_examples`: evaluate on only the first N of the config's test
-    images (a base model's starting-point report).
+    images (a base model's starting-point report). `evaluation_split`:
+    "validation" scores the run on the held-out training images instead,
+    so that a search's base model never reads the test set.
     """
     # First: multi_worker configures TensorFlow's runtime, which has to
     # happen before any op runs.
@@ -115,17 +118,19 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
     paths = WorkerPaths(strategy, workdir)
     try:
         return _train(config, Path(workdir), overwrite, log, verbose,
-                      strategy, paths, command, report, test_examples)
+                      strategy, paths, command, report, test_examples,
+                      evaluation_split)
     finally:
         paths.cleanup()
 
 
 def _train(config, workdir, overwrite, log, verbose, strategy, paths,
-           command=None, report=True, test_examples=None):
+           command=None, report=True, test_examples=None,
+           evaluation_split="test"):
     # Everything is checked before the workdir is touched, so a mistake
     # leaves nothing behind to conflict with the corrected command.
     train_images, train_labels = data.load_split(config.data, "train")
-    test_images, test_labels = data.load_split(config.data, "test")
+    test_images, test_labels = data.load_split(config.data, evaluation_split)
     test_images = test_images[:test_examples]
     test_labels = test_labels[:test_examples]
     if config.train.batch_size > len(train_labels):
@@ -275,13 +280,14 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
         # evaluate.py reports for this workdir.
         _, model = load_trained_model(workdir)
 
-    log(f"Evaluating on {len(test_labels)} test examples "
+    log(f"Evaluating on {len(test_labels)} {evaluation_split} examples "
         f"(PGD-{config.eval.attack.num_steps}, eps "
         f"{config.eval.attack.epsilon})")
     results = evaluate_model(model, test_images, test_labels, config.eval,
                              log=log)
     results.update(
         method=train_config.method,
+        evaluation_split=evaluation_split,
         architecture=config.model.architecture,
         dataset=config.data.dataset,
         train_examples=len(train_labels),

@@ -68,24 +68,41 @@ def tree(folder):
 
 @pytest.fixture(scope="module")
 def finished_search(tmp_path_factory):
-    """One finished one-trial search, with the paths files.py wrote."""
+    """One finished one-trial search, with the paths files.py wrote and the
+    data splits it read."""
+    from anpvs_tf import data
+
     project = tmp_path_factory.mktemp("search")
-    written = []
-    original = files.atomic_path
+    written, splits = [], []
+    original, load_split = files.atomic_path, data.load_split
 
     def recording(path, suffix=""):
         written.append(Path(path))
         return original(path, suffix)
 
+    def reading(data_config, split):
+        splits.append(split)
+        return load_split(data_config, split)
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(files, "atomic_path", recording)
+        patch.setattr(data, "load_split", reading)
         run_search(tiny_config(), project, tuner="random", max_trials=1,
                    retrain_best=False, log=lambda *_: None)
-    return project, written
+    return project, written, splits
+
+
+def test_the_search_never_reads_the_test_set(finished_search):
+    """Its base model included (it was once scored on the test images)."""
+    project, _, splits = finished_search
+    assert "validation" in splits and "test" not in splits
+    base = json.loads((project / "base" / "results.json").read_text())
+    assert base["evaluation_split"] == "validation"
+    assert base["test_examples"] == 64
 
 
 def test_every_file_of_the_search_is_written_atomically(finished_search):
-    project, written = finished_search
+    project, written, _ = finished_search
     assert {project / name for name in (
         "config.json", "default.json", "trials.json", "trials.md",
         "best_hyperparameters.json", "pareto.png")} <= set(written)
@@ -105,7 +122,7 @@ def test_every_file_of_the_search_is_written_atomically(finished_search):
 ])
 def test_a_changed_search_is_refused_before_any_work(
         finished_search, monkeypatch, change, expected):
-    project, _ = finished_search
+    project, _, _ = finished_search
     before = tree(project)
     no_training(monkeypatch)
     with pytest.raises(ConfigError) as error:
@@ -126,7 +143,7 @@ def test_a_changed_search_is_refused_before_any_work(
 
 def test_more_trials_is_the_same_search(finished_search, monkeypatch,
                                         tmp_path):
-    project, _ = finished_search
+    project, _, _ = finished_search
     copy = tmp_path / "project"
     copy.mkdir()
     shutil.copy(project / "config.json", copy / "config.json")
