@@ -99,6 +99,8 @@ def test_the_search_never_reads_the_test_set(finished_search):
     base = json.loads((project / "base" / "results.json").read_text())
     assert base["evaluation_split"] == "validation"
     assert base["test_examples"] == 64
+    assert "| validation examples | 64 |" in (
+        project / "base" / "results.md").read_text()
 
 
 def test_every_file_of_the_search_is_written_atomically(finished_search):

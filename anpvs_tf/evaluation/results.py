@@ -129,7 +129,9 @@ def format_results(results):
             "parameters (pruned / full)",
             f"{results['params']:,} / {results['params_full']:,}",
         ),
-        ("test examples", f"{results['test_examples']:,}"),
+        # A search's base model is scored on the validation split.
+        (f"{results.get('evaluation_split', 'test')} examples",
+         f"{results['test_examples']:,}"),
     ]
     strong = results.get("strong")
     if strong:
