@@ -37,19 +37,6 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
-class GateFreeze(keras.callbacks.Callback):
-    """Freezes the gates of an ANPVSModel at the start of epoch
-    `gate_epochs` (0-based), on a fresh run and on a resumed one alike."""
-
-    def __init__(self, gate_epochs):
-        super().__init__()
-        self.gate_epochs = gate_epochs
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch >= self.gate_epochs and not self.model.gates_frozen:
-            self.model.freeze_gates()
-
-
 class HistoryLog(keras.callbacks.Callback):
     """history.csv: one row per finished epoch, rewritten atomically.
 

@@ -257,10 +257,11 @@ def widen(narrowed):
 def fit_in_phases(model, config, strategy, num_train_examples, fit,
                   initial_epoch=0, on_compact=None, log=lambda _: None):
     """Trains `model` in the order every run trains: where the config
-    freezes the gates (`train.gate_epochs`) and fine-tunes compactly, the
-    gates learn until then, and the rest of `train.epochs` trains the
-    compact network (faster per step); otherwise the whole run trains
-    `model`, masked.
+    freezes the gates (`train.gate_epochs`), the gates learn until then,
+    freeze, and the rest of `train.epochs` fine-tunes the weights, on the
+    compact network (faster per step) where `train.compact_fine_tune`
+    allows it, otherwise on `model`, masked; without `gate_epochs` the
+    whole run trains `model`.
 
     `fit(trainee, first, last)` trains `trainee` over epochs [first,
     last) (nothing where first >= last: a resumed run skips what is done).
@@ -270,20 +271,23 @@ def fit_in_phases(model, config, strategy, num_train_examples, fit,
     masked, and says so through `log`.
     """
     epochs, gate_epochs = config.train.epochs, config.train.gate_epochs
-    if not (model.gates and gate_epochs is not None
-            and config.train.compact_fine_tune):
+    if not model.gates or gate_epochs is None:
         fit(model, initial_epoch, epochs)
         return
     fit(model, initial_epoch, gate_epochs)  # the gates learn
-    model.freeze_gates()
+    model.freeze_gates()  # also where a resumed run starts past them
+    rest = max(initial_epoch, gate_epochs)
+    if not config.train.compact_fine_tune:
+        fit(model, rest, epochs)
+        return
     try:
         compact, narrowed = compact_fine_tune_model(
             model, config, strategy, num_train_examples)
     except ValueError as error:
         log(f"The fine-tune stays masked: {error}.")
-        fit(model, max(initial_epoch, gate_epochs), epochs)
+        fit(model, rest, epochs)
         return
     if on_compact is not None:
         on_compact(compact)
-    fit(compact, max(initial_epoch, gate_epochs), epochs)
+    fit(compact, rest, epochs)
     widen(narrowed)

@@ -26,7 +26,6 @@ from anpvs_tf.base import base_config
 from anpvs_tf.base import check_base
 from anpvs_tf.base import copy_base_weights
 from anpvs_tf.callbacks import EpochCheckpoint
-from anpvs_tf.callbacks import GateFreeze
 from anpvs_tf.callbacks import HistoryLog
 from anpvs_tf.callbacks import PhaseProgress
 from anpvs_tf.checkpoints import checkpoint_candidates
@@ -242,8 +241,6 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
             keras.callbacks.TensorBoard(
                 str(paths(workdir / "logs")), write_graph=False),
         ]
-        if train_config.gate_epochs is not None and trainee.gates:
-            callbacks.append(GateFreeze(train_config.gate_epochs))
         if progress is not None:
             callbacks.append(progress)
         fit_model(

@@ -47,7 +47,6 @@ from anpvs_tf.assembly import fit_model  # noqa: E402
 from anpvs_tf.base import BASE_TEST_EXAMPLES  # noqa: E402
 from anpvs_tf.base import base_config  # noqa: E402
 from anpvs_tf.base import copy_base_weights  # noqa: E402
-from anpvs_tf.callbacks import GateFreeze  # noqa: E402
 from anpvs_tf.compact_training import fit_in_phases  # noqa: E402
 from anpvs_tf.complexity import complexity_report  # noqa: E402
 from anpvs_tf.datasets import DATASET_INFO  # noqa: E402
@@ -142,13 +141,9 @@ def fit_phases(model, config, images, labels):
     """Trains as train.py does (anpvs_tf.compact_training.fit_in_phases),
     so a trial's time is what the main command will spend."""
     def fit(trainee, first, last):
-        if first >= last:
-            return
-        gated = trainee.gates and config.train.gate_epochs is not None
-        fit_model(trainee, config, images, labels, initial_epoch=first,
-                  epochs=last, verbose=0,
-                  callbacks=[GateFreeze(config.train.gate_epochs)]
-                  if gated else [])
+        if first < last:
+            fit_model(trainee, config, images, labels, initial_epoch=first,
+                      epochs=last, verbose=0)
 
     fit_in_phases(model, config, tf.distribute.get_strategy(), len(labels),
                   fit)

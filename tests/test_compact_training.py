@@ -255,8 +255,12 @@ class _GatedStub:
     gates = ("gate",)
     frozen = False
 
+    def __init__(self, events):
+        self.events = events
+
     def freeze_gates(self):
         self.frozen = True
+        self.events.append(("freeze",))
 
 
 def _phases(monkeypatch, initial_epoch, obstacle=None, compact=True):
@@ -264,7 +268,8 @@ def _phases(monkeypatch, initial_epoch, obstacle=None, compact=True):
     freeze after epoch 2, and what happened around them."""
     from anpvs_tf import config as config_lib
 
-    model, made, events = _GatedStub(), object(), []
+    made, events = object(), []
+    model = _GatedStub(events)
 
     def fine_tune_model(trainee, *args):
         assert trainee.frozen, "the compact network is cut from frozen gates"
@@ -291,16 +296,20 @@ def _phases(monkeypatch, initial_epoch, obstacle=None, compact=True):
 
 def test_phases_train_gates_then_the_compact_network(monkeypatch):
     assert _phases(monkeypatch, 0) == [
-        ("model", 0, 2), ("on_compact", True), ("compact", 2, 5),
-        ("widen", "narrowed")]
-    # Resumed inside the compact phase: the gated phase has nothing left.
-    assert _phases(monkeypatch, 3)[::2] == [
-        ("model", 3, 2), ("compact", 3, 5)]
+        ("model", 0, 2), ("freeze",), ("on_compact", True),
+        ("compact", 2, 5), ("widen", "narrowed")]
+    # Resumed inside the compact phase: the gated phase has nothing left,
+    # and the gates are frozen all the same.
+    assert _phases(monkeypatch, 3)[:4] == [
+        ("model", 3, 2), ("freeze",), ("on_compact", True),
+        ("compact", 3, 5)]
 
 
 def test_phases_stay_masked_where_compacting_is_off_or_impossible(
         monkeypatch):
-    assert _phases(monkeypatch, 0, compact=False) == [("model", 0, 5)]
+    assert _phases(monkeypatch, 0, compact=False) == [
+        ("model", 0, 2), ("freeze",), ("model", 2, 5)]
     assert _phases(monkeypatch, 1, obstacle="a batch-norm") == [
-        ("model", 1, 2), ("log", "The fine-tune stays masked: a batch-norm."),
+        ("model", 1, 2), ("freeze",),
+        ("log", "The fine-tune stays masked: a batch-norm."),
         ("model", 2, 5)]

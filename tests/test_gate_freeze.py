@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from anpvs_tf.callbacks import GateFreeze
+from anpvs_tf.compact_training import fit_in_phases
 from anpvs_tf.gates import BetaBernoulliGate
 from anpvs_tf.training import train
 from tests.test_model import make_model
@@ -53,6 +53,20 @@ def _changed(a, b):
     return any(not np.array_equal(x, y) for x, y in zip(a, b))
 
 
+def _masked_phases(model, data, initial_epoch=0, callbacks=()):
+    """A 3-epoch masked run whose gates freeze after epoch 1, trained in
+    fit_in_phases' order (as train.py's)."""
+    config = run_config("lenet5_caffe_mnist_anp_vs", 3, **{
+        "train.gate_epochs": 1, "train.compact_fine_tune": False})
+
+    def fit(trainee, first, last):
+        if first < last:
+            trainee.fit(data, initial_epoch=first, epochs=last,
+                        callbacks=list(callbacks), verbose=0)
+
+    fit_in_phases(model, config, None, 32, fit, initial_epoch=initial_epoch)
+
+
 def test_gates_stop_learning_at_gate_epochs_while_weights_go_on(
     mnist_test_batch,
 ):
@@ -63,7 +77,7 @@ def test_gates_stop_learning_at_gate_epochs_while_weights_go_on(
     model = make_model("anp_vs", run_eagerly=False)
     start = _gate_values(model)
     record = _RecordGates()
-    model.fit(data, epochs=3, callbacks=[GateFreeze(1), record], verbose=0)
+    _masked_phases(model, data, callbacks=[record])
 
     assert model.gates_frozen
     assert _changed(record.gates[0], start)  # epoch 0 learned the gates
@@ -80,10 +94,11 @@ def test_a_run_resumed_past_gate_epochs_starts_frozen(mnist_test_batch):
         (images[:16], labels[:16])).batch(16)
     model = make_model("anp_vs", run_eagerly=False)
     start = _gate_values(model)
-    model.fit(data, initial_epoch=2, epochs=3, callbacks=[GateFreeze(1)],
-              verbose=0)
+    _masked_phases(model, data, initial_epoch=2)
+    assert model.gates_frozen
     assert not _changed(_gate_values(model), start)
     assert model.gate_optimizer.iterations.numpy() == 0
+    assert model.optimizer.iterations.numpy() == 1
 
 
 @pytest.mark.parametrize("compact", [True, False])
