@@ -121,6 +121,12 @@ ANP_VS_TRIALS = {
         "attack.step_size": 0.04, "train.base_method": "at",
         "train.base_epochs": 10, "train.epochs": 12,
         "train.gate_epochs": 8},
+    # AT's own best weight learning rate (AT_LEARNING_RATES' search),
+    # for its base and the gated epochs.
+    "at_base_10_epochs_12_step_0.04_lr_0.003": {
+        "attack.step_size": 0.04, "train.base_method": "at",
+        "train.base_epochs": 10, "train.epochs": 12,
+        "train.gate_epochs": 8, "train.weight_learning_rate": 0.003},
 }
 AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
 
@@ -206,9 +212,13 @@ def trained_base(config):
     method and epochs, shared by the trials that name the same) and its
     training seconds."""
     train_config = config.train
+    rate = train_config.weight_learning_rate
     name = ("base" if (train_config.base_method, train_config.base_epochs)
             == ("standard", START["train.base_epochs"]) else
             f"base_{train_config.base_method}_{train_config.base_epochs}")
+    # Bases of another learning rate are other models.
+    if rate != START["train.weight_learning_rate"]:
+        name += f"_lr{rate:g}"
     base_dir = Path(FLAGS.runs_dir) / name
     train(base_config(config), base_dir, verbose=0,
           test_examples=BASE_TEST_EXAMPLES)
