@@ -20,6 +20,7 @@ highest worst case.
 Trials resume from --runs_dir. Writes bench/results/budget_search.{json,md}.
 """
 
+import hashlib
 import json
 import sys
 import time
@@ -211,16 +212,14 @@ def trained_base(config):
     """The base model `config`'s trial starts from (trained once per
     method and epochs, shared by the trials that name the same) and its
     training seconds."""
-    train_config = config.train
-    rate = train_config.weight_learning_rate
-    name = ("base" if (train_config.base_method, train_config.base_epochs)
-            == ("standard", START["train.base_epochs"]) else
-            f"base_{train_config.base_method}_{train_config.base_epochs}")
-    # Bases of another learning rate are other models.
-    if rate != START["train.weight_learning_rate"]:
-        name += f"_lr{rate:g}"
+    settings = base_config(config)
+    # Trials whose bases train alike share one; any setting the base
+    # reads (its method, epochs, learning rate, attack) makes another.
+    digest = hashlib.sha256(settings.to_json().encode()).hexdigest()[:8]
+    name = (f"base_{config.train.base_method}_{config.train.base_epochs}"
+            f"_{digest}")
     base_dir = Path(FLAGS.runs_dir) / name
-    train(base_config(config), base_dir, verbose=0,
+    train(settings, base_dir, verbose=0,
           test_examples=BASE_TEST_EXAMPLES)
     return base_dir, files.read_json(base_dir / "results.json",
                                      "delete the base")["train_seconds"]
