@@ -209,9 +209,8 @@ def shown(trial, overrides):
 
 
 def trained_base(config):
-    """The base model `config`'s trial starts from (trained once per
-    method and epochs, shared by the trials that name the same) and its
-    training seconds."""
+    """The base model `config`'s trial starts from (trained once, shared
+    by the trials whose bases train alike) and its training seconds."""
     settings = base_config(config)
     # Trials whose bases train alike share one; any setting the base
     # reads (its method, epochs, learning rate, attack) makes another.
