@@ -118,6 +118,16 @@ ANP_VS_TRIALS = {
         "attack.step_size": 0.04, "train.base_method": "at",
         "train.base_epochs": 6, "train.epochs": 14,
         "train.gate_epochs": 10},
+    # Shorter bases and gated phases, to fit the time the main command
+    # has (at_base_6_epochs_14 is past it).
+    "at_base_4_epochs_12_step_0.04": {
+        "attack.step_size": 0.04, "train.base_method": "at",
+        "train.base_epochs": 4, "train.epochs": 12,
+        "train.gate_epochs": 8},
+    "at_base_6_epochs_12_step_0.04": {
+        "attack.step_size": 0.04, "train.base_method": "at",
+        "train.base_epochs": 6, "train.epochs": 12,
+        "train.gate_epochs": 8},
     "at_base_10_epochs_12_step_0.04": {
         "attack.step_size": 0.04, "train.base_method": "at",
         "train.base_epochs": 10, "train.epochs": 12,
