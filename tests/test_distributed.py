@@ -59,21 +59,20 @@ def test_each_replica_gets_its_rows_of_the_global_batch(mirrored_strategy):
         np.testing.assert_array_equal(local[1].numpy(), global_labels[16:])
 
 
-@pytest.mark.parametrize("gate_epochs", [None, 1])
 def test_mirrored_training_equals_single_device(tmp_path, mirrored_strategy,
-                                                pruned_start, gate_epochs):
-    """Two epochs of ANP-VS (and its base) through train(): MirroredStrategy
+                                                pruned_start):
+    """Three epochs of ANP-VS (and its base) through train(): MirroredStrategy
     over 2 CPUs gives the weights, per-epoch metrics and test results of one
-    device on the same global batch, with the same learning rates; also
-    when the gates freeze after one epoch and the compact network (half
-    the units of every gate pruned at the start) fine-tunes."""
+    device on the same global batch, with the same learning rates, through
+    two gated epochs and then, the gates frozen, the compact network's
+    (half the units of every gate pruned at the start)."""
     # Any gated network shows it: a tiny LeNet.
     tiny = {"model.architecture": "lenet5_caffe_tiny",
-            "train.gate_epochs": gate_epochs}
-    single = train(run_config("lenet5_caffe_mnist_anp_vs", 2, **tiny),
+            "train.gate_epochs": 2}
+    single = train(run_config("lenet5_caffe_mnist_anp_vs", 3, **tiny),
                    tmp_path / "single", verbose=0)
     mirrored = train(
-        run_config("lenet5_caffe_mnist_anp_vs", 2,
+        run_config("lenet5_caffe_mnist_anp_vs", 3,
                    **{**tiny, "train.strategy": "mirrored"}),
         tmp_path / "mirrored", verbose=0,
     )
@@ -179,7 +178,9 @@ def test_two_workers_train_the_same_weights(tmp_path):
     and equal to one device on the same global batch; only the chief writes
     the workdir."""
     workdir = tmp_path / "run"
-    flags = run_flags("lenet5_caffe_mnist_anp_vs", 1)
+    # Any gated network shows it: a tiny LeNet.
+    tiny = "model.architecture=lenet5_caffe_tiny"
+    flags = [*run_flags("lenet5_caffe_mnist_anp_vs", 1), f"--override={tiny}"]
     scratch_before = worker_scratch_dirs()
     with train_processes(worker_runs(workdir, flags, tmp_path, tf_configs(2)),
                          TIMEOUT) as (processes, deadline):
@@ -191,7 +192,8 @@ def test_two_workers_train_the_same_weights(tmp_path):
     assert "the chief evaluates" in processes[1].output
     assert worker_scratch_dirs() == scratch_before  # scratch removed
 
-    config = run_config("lenet5_caffe_mnist_anp_vs", 1)
+    config = run_config("lenet5_caffe_mnist_anp_vs", 1,
+                        **{"model.architecture": "lenet5_caffe_tiny"})
     stored = json.loads((workdir / "config.json").read_text())
     assert stored["train"]["strategy"] == "multi_worker"
     single = train(config, tmp_path / "single", verbose=0)
