@@ -18,7 +18,8 @@ highest worst case.
 
     python bench/budget_search.py      # ~30 min on 2 idle CPU cores
 
-Trials resume from --runs_dir. Writes bench/results/budget_search.{json,md}.
+Trials resume from --runs_dir. Writes bench/results/budget_search.{json,md}
+and budget_search.png (worst case against training time and sparsity).
 """
 
 import hashlib
@@ -52,6 +53,7 @@ from anpvs_tf.base import copy_base_weights  # noqa: E402
 from anpvs_tf.compact_training import fit_in_phases  # noqa: E402
 from anpvs_tf.complexity import complexity_report  # noqa: E402
 from anpvs_tf.datasets import DATASET_INFO  # noqa: E402
+from anpvs_tf.evaluation.plots import plot_budget_tradeoff  # noqa: E402
 from anpvs_tf.evaluation.results import strong_evaluation  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
@@ -270,6 +272,12 @@ def total_seconds(trial):
     return trial["train_seconds"] + trial["base_train_seconds"]
 
 
+def point(trial, chosen, seconds):
+    """A trial on the trade-off figure."""
+    return {"seconds": seconds, "worst_case_acc": trial["worst_case_acc"],
+            "unit_sparsity": trial["unit_sparsity"], "chosen": chosen}
+
+
 def wanted(name):
     return FLAGS.only is None or name in FLAGS.only
 
@@ -361,6 +369,11 @@ def main(argv):
         "at_trials": at_trials,
         "at_chosen": at_chosen,
         "search_seconds_this_run": time.perf_counter() - start,
+        # The search's own cost: every trial's training and scoring, as
+        # timed when it ran (bases not included).
+        "trials_seconds": sum(
+            t["train_seconds"] + t["eval_seconds"]
+            for t in (*trials.values(), *at_trials.values())),
     }
     files.write_json(f"{FLAGS.output}.json", report)
     header = ("trial", "overrides", "epochs", "train s", "base s",
@@ -387,7 +400,9 @@ def main(argv):
         f"Standard base model (3 epochs, shared): {base_seconds:.0f} s; "
         "base s: the trial's own base; train s and base s as measured "
         "when shown (machines differ in speed from one session to the "
-        "next).",
+        "next). The trials took "
+        f"{report['trials_seconds'] / 60:.0f} min of training and scoring "
+        "in all (bases not included); budget_search.png plots them.",
         "",
         f"ANP-VS trials: overrides of the start (`{PAPER}` with "
         + ", ".join(f"{k}={v}" for k, v in START.items())
@@ -398,6 +413,12 @@ def main(argv):
         *markdown_table(header, rows(at_trials, at_chosen)),
     ]
     files.write_text(f"{FLAGS.output}.md", "\n".join(lines) + "\n")
+    plot_budget_tradeoff({
+        "ANP-VS trials": [point(t, n == chosen, total_seconds(t))
+                          for n, t in trials.items()],
+        "AT trials": [point(t, n == at_chosen, t["train_seconds"])
+                      for n, t in at_trials.items()],
+    }, f"{FLAGS.output}.png", "Budget search on MNIST (validation split)")
     print("\n".join(lines))
 
 

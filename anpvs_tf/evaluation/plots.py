@@ -109,3 +109,38 @@ def _save(figure, path):
     with files.atomic_path(path, suffix=".png") as temporary:
         figure.savefig(temporary, dpi=120)
     _pyplot().close(figure)
+
+
+def plot_budget_tradeoff(groups, path, title=None):
+    """Worst case against training time, coloured by unit sparsity: what
+    a time budget buys each method, and which point was chosen.
+
+    groups: {label: [{"seconds", "worst_case_acc", "unit_sparsity",
+    "chosen"}, ...]}, one marker shape per label.
+    """
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    scale = None
+    for (label, points), marker in zip(groups.items(), "osD^v"):
+        scale = axes.scatter(
+            [p["seconds"] for p in points],
+            [100 * p["worst_case_acc"] for p in points],
+            c=[p["unit_sparsity"] for p in points], cmap="viridis",
+            vmin=0, vmax=100, marker=marker, s=50, edgecolors="k",
+            label=label)
+        for p in points:
+            if p.get("chosen"):
+                axes.scatter([p["seconds"]], [100 * p["worst_case_acc"]],
+                             marker=marker, s=220, facecolors="none",
+                             edgecolors="tab:red", linewidths=2)
+    if scale is not None:
+        figure.colorbar(scale, ax=axes, label="unit sparsity (%)")
+    axes.set_xlabel("training time, base included (s)")
+    axes.set_ylabel("validation worst case (%)")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="lower right", fontsize="small",
+                title="red ring: chosen", title_fontsize="small")
+    axes.set_title(title or "What a training budget buys")
+    figure.tight_layout()
+    _save(figure, path)
+    return path
