@@ -78,7 +78,7 @@ MIN_CLEAN = 0.97
 # The main command's serving target (>= 2.5x at batch 256) by the FLOPs
 # that decide it: the compact export served 2.11x faster at 5.34x fewer
 # FLOPs (an earlier main command), 3.09x at 7.89x
-# (bench/results/inference.md) and 3.34x at 14.51x
+# (bench/results/inference.md) and 3.87x at 14.50x
 # (bench/results/quickstart.md); a trial does not time its export.
 MIN_FLOPS_SPEEDUP = 8.0
 # The main command's target is 360 s in all; evaluation, export, the
@@ -87,6 +87,14 @@ MIN_FLOPS_SPEEDUP = 8.0
 # times a trial's time and its base's.
 MAX_TRAIN_SECONDS = 250.0
 FULL_SPLIT = 5000 / 4000
+def from_at_base(base_epochs, epochs, gate_epochs, more=None):
+    """Overrides of a trial whose gates prune an AT base (the training
+    attack's step 0.04), with `more` after them."""
+    return {"attack.step_size": 0.04, "train.base_method": "at",
+            "train.base_epochs": base_epochs, "train.epochs": epochs,
+            "train.gate_epochs": gate_epochs, **(more or {})}
+
+
 # name -> overrides of START ("start" is START itself).
 ANP_VS_TRIALS = {
     # The recipe's PGD-10 step travelled 0.2 from its random start, less
@@ -123,51 +131,28 @@ ANP_VS_TRIALS = {
     # anp_vs (there as robust as AT): the gates prune a robust network
     # instead of learning robustness and the mask at once. The base's
     # time counts in the trial's.
-    "at_base_6_epochs_14_step_0.04": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 6, "train.epochs": 14,
-        "train.gate_epochs": 10},
+    "at_base_6_epochs_14_step_0.04": from_at_base(6, 14, 10),
     # Shorter bases and gated phases, to fit the time the main command
     # has (at_base_6_epochs_14 is past it).
-    "at_base_4_epochs_12_step_0.04": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 4, "train.epochs": 12,
-        "train.gate_epochs": 8},
-    "at_base_6_epochs_12_step_0.04": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 6, "train.epochs": 12,
-        "train.gate_epochs": 8},
-    "at_base_10_epochs_12_step_0.04": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 10, "train.epochs": 12,
-        "train.gate_epochs": 8},
+    "at_base_4_epochs_12_step_0.04": from_at_base(4, 12, 8),
+    "at_base_6_epochs_12_step_0.04": from_at_base(6, 12, 8),
+    "at_base_10_epochs_12_step_0.04": from_at_base(10, 12, 8),
     # AT's own best weight learning rate (AT_LEARNING_RATES' search),
     # for its base and the gated epochs.
-    "at_base_10_epochs_12_step_0.04_lr_0.003": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 10, "train.epochs": 12,
-        "train.gate_epochs": 8, "train.weight_learning_rate": 0.003},
+    "at_base_10_epochs_12_step_0.04_lr_0.003": from_at_base(
+        10, 12, 8, {"train.weight_learning_rate": 0.003}),
     # The same rate from the main command's 6-epoch base, with a faster
     # gate pace to keep the sparsity the slower weights lost (57.96 %).
-    "at_base_6_epochs_12_step_0.04_lr_0.003_beta_69": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 6, "train.epochs": 12,
-        "train.gate_epochs": 8, "train.weight_learning_rate": 0.003,
-        "loss.kl_weight": 68.6},
+    "at_base_6_epochs_12_step_0.04_lr_0.003_beta_69": from_at_base(
+        6, 12, 8, {"train.weight_learning_rate": 0.003,
+                   "loss.kl_weight": 68.6}),
     # Gates frozen sooner: more epochs for the compact network.
-    "at_base_6_epochs_12_gate_5_step_0.04_beta_69": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 6, "train.epochs": 12,
-        "train.gate_epochs": 5, "loss.kl_weight": 68.6},
+    "at_base_6_epochs_12_gate_5_step_0.04_beta_69": from_at_base(
+        6, 12, 5, {"loss.kl_weight": 68.6}),
     # The time that saved, spent on more compact epochs.
-    "at_base_6_epochs_16_gate_5_step_0.04_beta_69": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 6, "train.epochs": 16,
-        "train.gate_epochs": 5, "loss.kl_weight": 68.6},
-    "at_base_6_epochs_16_gate_6_step_0.04": {
-        "attack.step_size": 0.04, "train.base_method": "at",
-        "train.base_epochs": 6, "train.epochs": 16,
-        "train.gate_epochs": 6},
+    "at_base_6_epochs_16_gate_5_step_0.04_beta_69": from_at_base(
+        6, 16, 5, {"loss.kl_weight": 68.6}),
+    "at_base_6_epochs_16_gate_6_step_0.04": from_at_base(6, 16, 6),
 }
 AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
 
