@@ -155,6 +155,9 @@ class BetaBernoulliGate(keras.layers.Layer):
         # Frozen gates use the inference mask in training too (set by
         # ANPVSModel.freeze_gates for the fine-tuning phase).
         self.frozen = False
+        # Set while an attack traces with this gate folded into a kernel
+        # (folding.py): the inference-mode call then passes inputs through.
+        self.bypassed = False
 
     def build(self, input_shape):
         units = input_shape[-1]
@@ -235,6 +238,8 @@ class BetaBernoulliGate(keras.layers.Layer):
         )
 
     def call(self, inputs, training=False):
+        if self.bypassed and not training:
+            return inputs
         if training and not self.frozen:
             mask = self.sample_mask(tf.shape(inputs)[0])
             # Broadcast [batch, units] over the spatial axes of conv maps.
@@ -287,6 +292,7 @@ class FrozenGate(keras.layers.Layer):
         self.kl = float(kl)
         # Frozen by construction: ANPVSModel trains no gate parameter.
         self.frozen = True
+        self.bypassed = False  # as BetaBernoulliGate's
 
     def build(self, input_shape):
         self.scale = self.add_weight(
@@ -305,6 +311,8 @@ class FrozenGate(keras.layers.Layer):
         return tf.constant(self.kl, tf.float32)
 
     def call(self, inputs, training=False):
+        if self.bypassed and not training:
+            return inputs
         return inputs * tf.cast(self.scale, inputs.dtype)
 
     def compute_output_shape(self, input_shape):

@@ -7,6 +7,8 @@ from anpvs_tf import losses
 from anpvs_tf import precision
 from anpvs_tf.attacks import pgd_attack
 from anpvs_tf.config import AttackConfig
+from anpvs_tf.folding import fold_plan
+from anpvs_tf.folding import folded_logits_fn
 from anpvs_tf.layers import gates_of
 from anpvs_tf.methods import OBJECTIVES
 from anpvs_tf.replicas import num_replicas
@@ -79,6 +81,7 @@ class ANPVSModel(keras.Model):
         # === Layers ===
         self.network = network
         self.gates = gates_of(network)
+        self.fold_plan = fold_plan(network)
         self.objective = OBJECTIVES[method]
         if self.objective.gated != bool(self.gates):
             raise ValueError(
@@ -192,10 +195,19 @@ class ANPVSModel(keras.Model):
     def call(self, inputs, training=False):
         return self._forward(inputs, training)["logits"]
 
+    def attack_logits_fn(self):
+        """images -> inference-mode logits, for an attack's many passes:
+        the foldable gates folded into their kernels (folding.py), the
+        masks read once per call of this method."""
+        if not self.fold_plan:
+            return lambda images: self._forward(images, False)["logits"]
+        logits = folded_logits_fn(self.network, self.fold_plan)
+        return lambda images: tf.cast(logits(images), tf.float32)
+
     def craft(self, x, y, attack):
         """Adversarial examples against the inference-mode network."""
         return pgd_attack(
-            lambda images: self._forward(images, False)["logits"],
+            self.attack_logits_fn(),
             x,
             y,
             epsilon=attack.epsilon,
@@ -209,7 +221,7 @@ class ANPVSModel(keras.Model):
         """The adversarial examples a method trains on (None: clean only)."""
         if self.objective.attack == "trades":
             return trades_attack(
-                lambda images: self._forward(images, False)["logits"],
+                self.attack_logits_fn(),
                 x,
                 epsilon=self.attack.epsilon,
                 step_size=self.attack.step_size,
