@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from anpvs_tf import cli  # noqa: E402
 
@@ -37,32 +38,13 @@ from absl import flags  # noqa: E402
 
 from anpvs_tf import files  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+# The same models, PGD steps and batch size as bench/throughput.py.
+from throughput import make_model  # noqa: E402
 
-flags.DEFINE_integer("rounds", 20, "Interleaved rounds.")
 flags.DEFINE_float("seconds", 0.8, "Seconds of calls per part and round.")
-flags.DEFINE_integer("pgd_steps", 20, "PGD steps of the training attack.")
-flags.DEFINE_integer("batch_size", 64, "Batch size.")
-flags.DEFINE_string("output", "bench/results/step_parts",
-                    "Output path without extension (.json and .md).")
 FLAGS = flags.FLAGS
-
-
-def make_model(method):
-    import keras
-
-    import models  # noqa: F401  (registers the zoo)
-    from anpvs_tf import config as config_lib
-    from anpvs_tf.assembly import build_model
-    from anpvs_tf.registry import get_experiment
-
-    keras.utils.set_random_seed(0)
-    config = config_lib.replace(
-        get_experiment(f"lenet5_caffe_mnist_{method}"),
-        **{"attack.num_steps": FLAGS.pgd_steps, "train.seed": 0})
-    model = build_model(config, (28, 28, 1), 10, 5000)
-    model.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-2),
-                  jit_compile=False)
-    return model
+FLAGS.set_default("output", "bench/results/step_parts")
+FLAGS.set_default("rounds", 20)
 
 
 def parts(images, labels):
@@ -77,16 +59,16 @@ def parts(images, labels):
         model.training_examples = lambda x, y: adversarial
         return tf.function(lambda: model.train_step((images, labels)))
 
-    unfolded = make_model("anp_vs")
+    unfolded = make_model("anp_vs", seed=0)
     unfolded.fold_plan = []
-    frozen = make_model("anp_vs")
+    frozen = make_model("anp_vs", seed=0)
     frozen.freeze_gates()
     return {
-        "attack: at": attack(make_model("at")),
-        "attack: anp_vs, gates folded": attack(make_model("anp_vs")),
+        "attack: at": attack(make_model("at", seed=0)),
+        "attack: anp_vs, gates folded": attack(make_model("anp_vs", seed=0)),
         "attack: anp_vs, gates multiplying": attack(unfolded),
-        "update: at": update(make_model("at")),
-        "update: anp_vs": update(make_model("anp_vs")),
+        "update: at": update(make_model("at", seed=0)),
+        "update: anp_vs": update(make_model("anp_vs", seed=0)),
         "update: anp_vs, gates frozen": update(frozen),
     }
 
