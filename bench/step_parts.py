@@ -77,6 +77,7 @@ def main(argv):
     del argv
     import tensorflow as tf
 
+    import models  # noqa: F401  (registers the zoo)
     from anpvs_tf import data
 
     images, labels = data.load_arrays("mnist", "train", "embedded")
