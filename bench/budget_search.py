@@ -153,6 +153,14 @@ ANP_VS_TRIALS = {
     "at_base_6_epochs_16_gate_5_step_0.04_beta_69": from_at_base(
         6, 16, 5, {"loss.kl_weight": 68.6}),
     "at_base_6_epochs_16_gate_6_step_0.04": from_at_base(6, 16, 6),
+    # The compact epochs cost less than half an AT epoch: a longer
+    # compact phase adds more epochs to ANP-VS than the same time adds
+    # to AT.
+    "at_base_6_epochs_24_gate_6_step_0.04": from_at_base(6, 24, 6),
+    # A slower gate pace: fewer units pruned, more capacity kept for
+    # robustness (the sparsity target is 60 %).
+    "at_base_6_epochs_16_gate_6_step_0.04_beta_20": from_at_base(
+        6, 16, 6, {"loss.kl_weight": 20.0}),
 }
 AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
 
