@@ -105,7 +105,8 @@ def test_folded_logits_follow_the_masks_as_the_gates_learn(mnist_test_batch):
 
 def test_the_attack_is_the_unfolded_one(mnist_test_batch):
     """PGD on the folded network moves the pixels the unfolded one does
-    (a sign can differ only where a gradient is within rounding of 0)."""
+    (a sign can differ only where a gradient is within rounding of 0;
+    identical here, a wrong fold moves nearly every pixel elsewhere)."""
     images, labels = (tf.constant(a[:16]) for a in mnist_test_batch)
     keras.utils.set_random_seed(0)
     network = lenet()
@@ -119,7 +120,7 @@ def test_the_attack_is_the_unfolded_one(mnist_test_batch):
             model.fold_plan = []
         crafted[name] = tf.function(model.craft)(images, labels, attack)
     same = np.isclose(crafted["folded"], crafted["unfolded"], atol=1e-6)
-    assert same.mean() > 0.999
+    assert same.mean() > 0.99
     assert np.abs(crafted["folded"] - images).max() > 0.29  # it moved
 
 
