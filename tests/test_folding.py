@@ -38,6 +38,27 @@ def relu_gate_network(seed=0):
     return keras.Model(inputs, network_outputs(logits, {"fc": x}))
 
 
+def randomize_biases(network, rng):
+    """Non-zero biases (a new network's are 0), so a fold that forgets a
+    bias shows."""
+    for layer in network.layers:
+        if getattr(layer, "bias", None) is not None:
+            layer.bias.assign(
+                rng.normal(0.0, 0.1, layer.bias.shape).astype("float32"))
+
+
+def prepared(network, images, seed):
+    """Random keep probabilities with some units pruned, random biases,
+    logits spread over ~10."""
+    rng = np.random.RandomState(seed)
+    kept = prune_at_random(network, rng)
+    randomize_biases(network, rng)
+    calibrate_batch_norms(network, images, rng)
+    amplify_logits(network, images)
+    assert any(not k.all() for k in kept.values())  # some units pruned
+    return network
+
+
 def lenet():
     return build_network("lenet5_caffe", gated=True, seed=0, **TINY)
 
@@ -67,12 +88,7 @@ def test_gate_between_relu_and_pooling_is_not_folded():
     "builder", [lenet, bn_network, residual_network, relu_gate_network])
 def test_folded_logits_equal_the_gated_networks(builder, mnist_test_batch):
     images = mnist_test_batch[0][:32]
-    rng = np.random.RandomState(0)
-    network = builder()
-    kept = prune_at_random(network, rng)
-    calibrate_batch_norms(network, images, rng)
-    amplify_logits(network, images)
-    assert any(not k.all() for k in kept.values())  # some units pruned
+    network = prepared(builder(), images, seed=0)
 
     expected = network(images, training=False)["logits"]
     folded = folded_logits_fn(network, fold_plan(network))
@@ -93,10 +109,8 @@ def test_folded_logits_follow_the_masks_as_the_gates_learn(mnist_test_batch):
     network = lenet()
     plan = fold_plan(network)
     function = tf.function(lambda x: folded_logits_fn(network, plan)(x))
-    rng = np.random.RandomState(1)
-    for _ in range(2):
-        prune_at_random(network, rng)
-        amplify_logits(network, images)
+    for seed in (1, 2):
+        prepared(network, images, seed)
         expected = network(images, training=False)["logits"]
         np.testing.assert_allclose(function(images), expected,
                                    atol=2e-5 * np.ptp(expected), rtol=0)
@@ -109,9 +123,7 @@ def test_the_attack_is_the_unfolded_one(mnist_test_batch):
     identical here, a wrong fold moves nearly every pixel elsewhere)."""
     images, labels = (tf.constant(a[:16]) for a in mnist_test_batch)
     keras.utils.set_random_seed(0)
-    network = lenet()
-    prune_at_random(network, np.random.RandomState(2))
-    amplify_logits(network, images)
+    network = prepared(lenet(), images, seed=2)
     attack = AttackConfig(epsilon=0.3, step_size=0.05, num_steps=5)
     crafted = {}
     for name in ("folded", "unfolded"):
@@ -128,9 +140,7 @@ def test_compact_networks_fold_their_frozen_gates(mnist_test_batch):
     from anpvs_tf.compact_training import narrow
 
     images = mnist_test_batch[0][:16]
-    network = lenet()
-    prune_at_random(network, np.random.RandomState(4))
-    amplify_logits(network, images)
+    network = prepared(lenet(), images, seed=4)
     compact = narrow(network).network
     assert len(fold_plan(compact)) == 4
     expected = compact(images, training=False)["logits"]
