@@ -3,9 +3,9 @@
 A training attack runs 2 x steps passes (forward, backward to the input)
 through the inference-mode network, whose gate masks stay constant for the
 whole attack. Multiplying every activation map by its mask in every pass
-made ANP-VS's attack about 4 % slower than AT's on LeNet-5-Caffe (bench/
-README, "The gates folded into the attack"). A per-unit mask m can
-instead be folded once per attack into a neighbouring kernel:
+made ANP-VS's attack 1.080x as slow as AT's on LeNet-5-Caffe
+(bench/results/step_parts.md). A per-unit mask m can instead be folded
+once per attack into a neighbouring kernel:
 
 - into its producer's output columns, when the gate directly follows a
   conv/dense layer without activation and is the only layer on the way
@@ -32,9 +32,12 @@ _LINEAR = (keras.layers.Conv2D, keras.layers.Dense)
 
 
 def _is_linear(layer):
-    return isinstance(layer, _LINEAR) and (
-        layer.activation is keras.activations.linear
-    ) and getattr(layer, "groups", 1) == 1
+    """A conv/dense layer without activation, called once (a folded
+    kernel would change every call of a shared layer)."""
+    return (isinstance(layer, _LINEAR)
+            and layer.activation is keras.activations.linear
+            and getattr(layer, "groups", 1) == 1
+            and len(layer._inbound_nodes) == 1)
 
 
 def _producer(tensor):

@@ -38,6 +38,20 @@ def relu_gate_network(seed=0):
     return keras.Model(inputs, network_outputs(logits, {"fc": x}))
 
 
+def shared_dense_network(seed=0):
+    """A gate read by a dense layer that is also called elsewhere."""
+    gate = GatePlacer(True, 1.0, seed=seed)
+    inputs = keras.Input(shape=(28, 28, 1), name="images")
+    flat = layers.Flatten(name="flatten")(inputs)
+    gated = gate(layers.Dense(8, activation="relu", name="fc")(flat),
+                 "fc_gate")
+    other = layers.Dense(8, name="other")(flat)
+    shared = layers.Dense(4, name="shared")
+    x = layers.Add(name="add")([shared(gated), shared(other)])
+    logits = layers.Dense(5, name="classifier")(x)
+    return keras.Model(inputs, network_outputs(logits, {"fc": gated}))
+
+
 def randomize_biases(network, rng):
     """Non-zero biases (a new network's are 0), so a fold that forgets a
     bias shows."""
@@ -84,8 +98,13 @@ def test_gate_between_relu_and_pooling_is_not_folded():
     assert plan_by_name(network) == {"fc_gate": [("classifier", "rows")]}
 
 
+def test_gate_read_by_a_shared_layer_is_not_folded():
+    assert plan_by_name(shared_dense_network()) == {}
+
+
 @pytest.mark.parametrize(
-    "builder", [lenet, bn_network, residual_network, relu_gate_network])
+    "builder", [lenet, bn_network, residual_network, relu_gate_network,
+                shared_dense_network])
 def test_folded_logits_equal_the_gated_networks(builder, mnist_test_batch):
     images = mnist_test_batch[0][:32]
     network = prepared(builder(), images, seed=0)
