@@ -121,25 +121,37 @@ def folded_values(plan):
     return list(values.values())
 
 
-@contextlib.contextmanager
-def _bypassed(gates):
-    for gate in gates:
-        gate.bypassed = True
-    try:
-        yield
-    finally:
+def folded_scope(plan):
+    """A context to call the network in with the gates of `plan` folded
+    into their kernels, the masks read now (once per attack); enter it
+    around every inference-mode call of the attack. An empty plan folds
+    nothing and changes nothing."""
+    if not plan:
+        return contextlib.nullcontext
+    mapping = folded_values(plan)
+    gates = [gate for gate, _ in plan]
+
+    @contextlib.contextmanager
+    def scope():
         for gate in gates:
-            gate.bypassed = False
+            gate.bypassed = True
+        try:
+            with keras.StatelessScope(state_mapping=mapping):
+                yield
+        finally:
+            for gate in gates:
+                gate.bypassed = False
+
+    return scope
 
 
 def folded_logits_fn(network, plan):
     """images -> inference-mode logits of `network` with the gates of
     `plan` folded into their kernels (the masks read now)."""
-    mapping = folded_values(plan)
-    gates = [gate for gate, _ in plan]
+    scope = folded_scope(plan)
 
     def logits(images):
-        with keras.StatelessScope(state_mapping=mapping), _bypassed(gates):
+        with scope():
             return network(images, training=False)["logits"]
 
     return logits

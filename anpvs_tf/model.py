@@ -8,7 +8,7 @@ from anpvs_tf import precision
 from anpvs_tf.attacks import pgd_attack
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.folding import fold_plan
-from anpvs_tf.folding import folded_logits_fn
+from anpvs_tf.folding import folded_scope
 from anpvs_tf.layers import gates_of
 from anpvs_tf.methods import OBJECTIVES
 from anpvs_tf.replicas import num_replicas
@@ -199,10 +199,13 @@ class ANPVSModel(keras.Model):
         """images -> inference-mode logits, for an attack's many passes:
         the foldable gates folded into their kernels (folding.py), the
         masks read once per call of this method."""
-        if not self.fold_plan:
-            return lambda images: self._forward(images, False)["logits"]
-        logits = folded_logits_fn(self.network, self.fold_plan)
-        return lambda images: tf.cast(logits(images), tf.float32)
+        folded = folded_scope(self.fold_plan)
+
+        def logits(images):
+            with folded():
+                return self._forward(images, False)["logits"]
+
+        return logits
 
     def craft(self, x, y, attack):
         """Adversarial examples against the inference-mode network."""
