@@ -4,7 +4,12 @@ A script calls `start()` first, before anything imports TensorFlow: it
 selects the TensorFlow backend and imports TensorFlow with its C++ start-up
 banners (oneDNN, CUDA stubs, cuInit on a CPU machine) hidden. Setting
 TF_CPP_MIN_LOG_LEVEL yourself (e.g. TF_CPP_MIN_LOG_LEVEL=0) shows
-TensorFlow's C++ log again. Importing this module changes nothing.
+TensorFlow's C++ log again. It also turns on TensorFlow's oneDNN kernels,
+which TensorFlow enables by itself only on CPUs with AVX-512 VNNI or newer:
+on an AVX2 CPU the stock ones ran LeNet's one-channel first conv 2.3-3x
+slower and the main command 1.2x slower (bench/results/onednn.md);
+TF_ENABLE_ONEDNN_OPTS=0 keeps them off. Importing this module changes
+nothing.
 
 Settings reach a config one way: the zoo entry's recipe, then the common
 flags (thin aliases of config keys, CONFIG_FLAGS), then every
@@ -32,7 +37,8 @@ LOG_HELP = ("TensorFlow's C++ start-up log is hidden; set "
 
 
 def start():
-    """Selects the TensorFlow backend and imports TensorFlow quietly.
+    """Selects the TensorFlow backend, turns oneDNN on (unless the user
+    set TF_ENABLE_ONEDNN_OPTS) and imports TensorFlow quietly.
 
     Its start-up messages are written by C++ before any log level is read,
     so only a redirect of file descriptor 2 hides them; should the import
@@ -41,6 +47,7 @@ def start():
     checkpoint save writes) are turned off too: warnings still show.
     """
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
     if "tensorflow" not in sys.modules:
         _import_tensorflow()
     import tensorflow as tf

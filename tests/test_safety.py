@@ -401,6 +401,33 @@ def test_quiet_start_up_keeps_the_errors_of_a_failed_import(tmp_path):
     assert "no tensorflow here" in result.stderr
 
 
+def test_start_turns_onednn_on_unless_the_user_chose(tmp_path):
+    """TensorFlow turns its oneDNN kernels on by itself only on CPUs with
+    AVX-512 VNNI or newer; start() asks for them before the import (what
+    the stand-in TensorFlow sees), and a user's TF_ENABLE_ONEDNN_OPTS
+    wins."""
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(
+        "import logging, os\n"
+        "SEEN = os.environ.get('TF_ENABLE_ONEDNN_OPTS')\n"
+        "def get_logger():\n    return logging.getLogger('stand-in')\n")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
+    code = ("import anpvs_tf.cli; anpvs_tf.cli.start(); "
+            "import tensorflow; print(tensorflow.SEEN)")
+    seen = {}
+    for chosen in (None, "0"):
+        run_env = env if chosen is None else {
+            **env, "TF_ENABLE_ONEDNN_OPTS": chosen}
+        result = subprocess.run([sys.executable, "-c", code],
+                                capture_output=True, text=True,
+                                env=run_env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        seen[chosen] = result.stdout.strip()
+    assert seen == {None: "1", "0": "0"}
+
+
 def test_history_log_drops_torn_and_repeated_rows(tmp_path):
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n0,1.0\n1,0.5\n2,0.4\n3,0.")
