@@ -18,7 +18,6 @@ when TensorFlow is imported, so each setting runs in its own process:
 Writes bench/results/onednn.{json,md}.
 """
 
-import ast
 import json
 import os
 import platform
@@ -26,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,6 +36,9 @@ from absl import flags  # noqa: E402
 
 from anpvs_tf import files  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+from main_command import MAIN_COMMAND  # noqa: E402
+from main_command import run  # noqa: E402
+from main_command import training_seconds  # noqa: E402
 
 flags.DEFINE_integer("kernel_rounds", 3,
                      "Processes per setting for the kernel timings.")
@@ -49,18 +50,6 @@ FLAGS = flags.FLAGS
 
 
 
-def quickstart_main_command():
-    """bench/quickstart.py's MAIN_COMMAND, read without importing the
-    script (its flags would clash with these)."""
-    tree = ast.parse((ROOT / "bench/quickstart.py").read_text())
-    for node in tree.body:
-        if (isinstance(node, ast.Assign)
-                and getattr(node.targets[0], "id", None) == "MAIN_COMMAND"):
-            return ast.literal_eval(node.value)
-    raise LookupError("bench/quickstart.py defines no MAIN_COMMAND")
-
-
-MAIN_COMMAND = quickstart_main_command()
 SETTINGS = ("0", "1")  # TF_ENABLE_ONEDNN_OPTS: off, on
 # (name, input shape, kernel shape) of the convolutions timed.
 CONVS = (("conv1, 20 filters", (256, 28, 28, 1), (5, 5, 1, 20)),
@@ -101,18 +90,12 @@ def kernel_times(setting):
 
 def main_command(setting, scratch):
     workdir = Path(scratch) / f"onednn_{setting}"
-    argv = [sys.executable, *MAIN_COMMAND.split()[1:-1],
-            f"--workdir={workdir}"]
-    start = time.perf_counter()
-    subprocess.run(argv, cwd=ROOT, env=environment(setting), check=True,
-                   stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    summary = json.loads((workdir / "summary.json").read_text())
+    wall, summary = run(MAIN_COMMAND, workdir, env=environment(setting),
+                        quiet=True)
     results = summary["results"]
-    base = json.loads((workdir / "base" / "results.json").read_text())
     return {
         "wall_seconds": wall,
-        "train_seconds": results["train_seconds"] + base["train_seconds"],
+        "train_seconds": training_seconds(summary, workdir),
         "eval_seconds": (results["eval_seconds"]
                          + results["strong"]["seconds"]),
         "serving_speedup_b256": summary["serving"]["speedup"],

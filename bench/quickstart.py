@@ -2,10 +2,10 @@
 
     python bench/quickstart.py
 
-Runs MAIN_COMMAND (the README shows exactly this line; tests/test_figures.py
-checks it) into a new temporary workdir, so nothing is resumed, and
-records its wall time (base model, ANP-VS, evaluation, compact export,
-serving check) and the summary it wrote. Then trains AT by the same
+Runs MAIN_COMMAND (bench/main_command.py; the README shows exactly this
+line, tests/test_figures.py checks it) into a new temporary workdir, so
+nothing is resumed, and records its wall time (base model, ANP-VS,
+evaluation, compact export, serving check) and the summary it wrote. Then trains AT by the same
 script on the same data for the same training time (its epochs from AT
 runs of 1 and 3 epochs timed here: the epoch and the start-up), with the
 weight learning rate bench/budget_search.py chose for AT on the held-out
@@ -16,11 +16,8 @@ Writes bench/results/quickstart.{json,md}.
 
 import json
 import os
-import shlex
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from absl import app
@@ -28,13 +25,14 @@ from absl import flags
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from anpvs_tf import files  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+from main_command import MAIN_COMMAND  # noqa: E402
+from main_command import run  # noqa: E402
+from main_command import training_seconds  # noqa: E402
 
-# The README's main command (after `pip install -r requirements.txt &&`).
-MAIN_COMMAND = ("python train.py --model=lenet5_caffe_mnist_anp_vs_budget "
-                "--workdir=runs/quickstart")
 SEARCH = ROOT / "bench/results/budget_search.json"
 
 flags.DEFINE_string("output", "bench/results/quickstart",
@@ -60,27 +58,6 @@ def at_command(epochs, learning_rate):
             "--pgd_steps=10 --pgd_step_size=0.04 --monitor_examples=200 "
             "--override=eval.strong_examples=1000 "
             "--override=serve.export=true --workdir=runs/quickstart_at")
-
-
-def training_seconds(summary, workdir):
-    """The run's training time, its base model's included."""
-    seconds = summary["results"]["train_seconds"]
-    base = Path(workdir) / "base" / "results.json"
-    if base.exists():
-        seconds += json.loads(base.read_text())["train_seconds"]
-    return seconds
-
-
-def run(command, workdir, *extra):
-    """Runs `command` with its --workdir replaced; returns (wall seconds,
-    summary.json)."""
-    argv = [a for a in shlex.split(command) if not a.startswith("--workdir")]
-    argv[0] = sys.executable
-    start = time.perf_counter()
-    subprocess.run([*argv, *extra, f"--workdir={workdir}"], cwd=ROOT,
-                   check=True)
-    seconds = time.perf_counter() - start
-    return seconds, json.loads((Path(workdir) / "summary.json").read_text())
 
 
 def at_epoch_seconds(scratch, rate):

@@ -94,7 +94,7 @@ def test_the_readme_main_command_is_the_one_bench_quickstart_runs():
     copy that could drift from it."""
     import ast
 
-    tree = ast.parse((ROOT / "bench" / "quickstart.py").read_text())
+    tree = ast.parse((ROOT / "bench" / "main_command.py").read_text())
     command = next(
         ast.literal_eval(node.value) for node in ast.walk(tree)
         if isinstance(node, ast.Assign)

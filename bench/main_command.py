@@ -1,0 +1,39 @@
+"""The README's main command and how a benchmark runs it, with no flags
+of its own, so that every script that runs it imports one definition
+(bench/quickstart.py, bench/onednn.py; tests/test_figures.py checks the
+README shows exactly MAIN_COMMAND)."""
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The README's main command (after `pip install -r requirements.txt &&`).
+MAIN_COMMAND = ("python train.py --model=lenet5_caffe_mnist_anp_vs_budget "
+                "--workdir=runs/quickstart")
+
+
+def run(command, workdir, *extra, env=None, quiet=False):
+    """Runs `command` with its --workdir replaced (and `env`, when given);
+    returns (wall seconds, summary.json)."""
+    argv = [a for a in shlex.split(command) if not a.startswith("--workdir")]
+    argv[0] = sys.executable
+    start = time.perf_counter()
+    subprocess.run([*argv, *extra, f"--workdir={workdir}"], cwd=ROOT,
+                   check=True, env=env,
+                   stdout=subprocess.DEVNULL if quiet else None)
+    seconds = time.perf_counter() - start
+    return seconds, json.loads((Path(workdir) / "summary.json").read_text())
+
+
+def training_seconds(summary, workdir):
+    """The run's training time, its base model's included."""
+    seconds = summary["results"]["train_seconds"]
+    base = Path(workdir) / "base" / "results.json"
+    if base.exists():
+        seconds += json.loads(base.read_text())["train_seconds"]
+    return seconds
