@@ -5,12 +5,12 @@
 Runs MAIN_COMMAND (bench/main_command.py; the README shows exactly this
 line, tests/test_figures.py checks it) into a new temporary workdir, so
 nothing is resumed, and records its wall time (base model, ANP-VS,
-evaluation, compact export, serving check) and the summary it wrote.
-Then trains AT by the same script on the same data for the same
-training time (its epochs from AT runs of 1 and 3 epochs timed here: the epoch and the start-up), with the
-weight learning rate bench/budget_search.py chose for AT on the held-out
-validation split
-(bench/results/budget_search.json), and the same evaluation.
+evaluation, compact export, serving check) and the summary it wrote. Then
+trains AT by the same script on the same data for the same training time
+(its epochs from AT runs of 1 and 3 epochs timed here: the epoch and the
+start-up), with the weight learning rate bench/budget_search.py chose for AT
+on the held-out validation split (bench/results/budget_search.json), and the
+same evaluation.
 Writes bench/results/quickstart.{json,md}.
 """
 
