@@ -66,6 +66,8 @@ def fit_model(model, config, images, labels, *, initial_epoch=0,
     dataset, steps_per_epoch = data.train_dataset(
         images, labels, config.train.batch_size, seed=config.train.seed,
         initial_epoch=initial_epoch, augment=config.data.augment,
+        augment_padding=config.data.augment_padding,
+        augment_flip=config.data.augment_flip,
     )
     if distribute is not None:
         dataset = distribute(dataset)

@@ -119,10 +119,13 @@ class DataConfig(_Settings):
     # Training examples held out as the validation split of hyper-parameter
     # search (never trained on, never the test set); 0 holds none out.
     validation_examples: int = 0
-    # Random 4-pixel pad-and-crop and horizontal flip of training images
-    # (the standard CIFAR augmentation); evaluation images are never
-    # augmented.
+    # Random pad-and-crop (a shift of up to augment_padding pixels) and,
+    # with augment_flip, a horizontal flip of training images; the
+    # defaults are the standard CIFAR augmentation, digits take a shift
+    # alone. Evaluation images are never augmented.
     augment: bool = False
+    augment_padding: int = 4
+    augment_flip: bool = True
 
     def _checks(self, key):
         return [
@@ -137,6 +140,7 @@ class DataConfig(_Settings):
             _at_least(self.monitor_examples, f"{key}.monitor_examples", 0),
             _at_least(self.validation_examples,
                       f"{key}.validation_examples", 0),
+            _at_least(self.augment_padding, f"{key}.augment_padding", 0),
         ]
 
 

@@ -289,19 +289,22 @@ def _check_batch_size(batch_size):
 AUGMENT_PADDING = 4
 
 
-def augment_image(image, seed):
-    """Pad-and-crop and a horizontal flip, from a stateless [2] seed.
+def augment_image(image, seed, padding=AUGMENT_PADDING, flip=True):
+    """Pad-and-crop (a random shift of up to `padding` pixels each way)
+    and, with `flip`, a horizontal flip, from a stateless [2] seed.
 
+    Digits take the shift without the flip (a mirrored 2 is no digit).
     Stateless: the same (run seed, pass, example) always gets the same
     crop and flip, so a resumed run sees what an uninterrupted one would.
     """
     height, width, channels = image.shape
-    pad = AUGMENT_PADDING
-    padded = tf.pad(image, [[pad, pad], [pad, pad], [0, 0]])
+    padded = tf.pad(image, [[padding, padding], [padding, padding], [0, 0]])
     seeds = tf.random.experimental.stateless_split(seed, num=2)
     image = tf.image.stateless_random_crop(
         padded, [height, width, channels], seed=seeds[0]
     )
+    if not flip:
+        return image
     return tf.image.stateless_random_flip_left_right(image, seed=seeds[1])
 
 
@@ -326,7 +329,8 @@ def without_autotune(dataset):
 
 
 def train_dataset(images, labels, batch_size, seed, initial_epoch=0,
-                  augment=False, autotune=False):
+                  augment=False, augment_padding=AUGMENT_PADDING,
+                  augment_flip=True, autotune=False):
     """Endless, seeded stream of shuffled training batches.
 
     The stream is a concatenation of passes over the data, each a full
@@ -345,8 +349,9 @@ def train_dataset(images, labels, batch_size, seed, initial_epoch=0,
     gathered in parallel and batches are prefetched while the previous step
     runs.
 
-    augment: apply `augment_image` to every training example (CIFAR),
-    seeded by (seed, pass index, example index).
+    augment: apply `augment_image` (with `augment_padding` and
+    `augment_flip`) to every training example, seeded by (seed, pass
+    index, example index).
 
     autotune: let tf.data tune the pipeline (AUTOTUNE parallelism and
     prefetch); off by default, because it stalls training rounds (see
@@ -391,7 +396,8 @@ def train_dataset(images, labels, batch_size, seed, initial_epoch=0,
             # One seed per example: (run seed + pass, example index).
             seeds = tf.stack([seed * 1_000_003 + passes, indices], axis=1)
             batch = tf.map_fn(
-                lambda args: augment_image(*args),
+                lambda args: augment_image(
+                    *args, padding=augment_padding, flip=augment_flip),
                 (batch, seeds),
                 fn_output_signature=batch.dtype,
             )

@@ -78,6 +78,11 @@ def test_the_evaluation_attack_is_named_by_its_own_key():
                            **{"eval.attack.epsilon": 3.0})
 
 
+def test_augment_padding_must_not_be_negative():
+    with pytest.raises(ConfigError, match="`data.augment_padding` must be"):
+        config_lib.replace(ExperimentConfig(), **{"data.augment_padding": -1})
+
+
 @pytest.mark.parametrize("text, value", [
     ("train.epochs=7", 7),
     ("train.weight_learning_rate=3e-4", 3e-4),

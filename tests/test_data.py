@@ -395,3 +395,30 @@ def test_augmented_stream_resumes_exactly():
     expected = [x.numpy() for x, _ in full.skip(2 * steps).take(steps)]
     actual = [x.numpy() for x, _ in resumed.take(steps)]
     np.testing.assert_array_equal(np.stack(actual), np.stack(expected))
+
+
+def test_digit_augmentation_only_shifts_within_its_padding():
+    """Digits get shifts of up to 2 pixels and no flip: every augmented
+    image is its original moved by (dy, dx) in [-2, 2]^2 with zeros
+    shifted in, the labels keep their order, and most images move."""
+    rng = np.random.RandomState(0)
+    images = np.zeros((16, 12, 12, 1), "float32")
+    images[:, 3:9, 3:9] = rng.uniform(0.1, 1.0, size=(16, 6, 6, 1))
+    labels = np.arange(16) % 10
+    stream, steps = data.train_dataset(
+        images, labels, 8, seed=3, augment=True, augment_padding=2,
+        augment_flip=False)
+    shifts = []
+    for x, y in stream.take(steps):
+        for image, label in zip(x.numpy(), y.numpy(), strict=True):
+            index = np.flatnonzero(labels == label)
+            matches = [
+                (dy, dx)
+                for i in index for dy in range(-2, 3) for dx in range(-2, 3)
+                if np.array_equal(image, np.roll(images[i], (dy, dx), (0, 1)))
+            ]
+            assert matches, "an augmented image is no shift of its original"
+            shifts.append(matches[0])
+    assert len(shifts) == 16
+    assert sum(shift != (0, 0) for shift in shifts) >= 10
+
