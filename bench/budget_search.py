@@ -9,9 +9,11 @@ trial's training wall time. The ANP-VS trials vary the schedule and the
 gates' pace around the tuned recipe (bench/tuning.py's best trial, the
 `anp_vs_tuned` row of bench/mnist_budget.py); the AT trials get the
 training wall time of the chosen ANP-VS trial (its base model included)
-and its training attack, and vary the weight learning rate. The choice:
+and its training attack and loss mix (`loss.adv_weight`), and vary the
+weight learning rate. The choice:
 the ANP-VS trial with the highest validation worst case among those with
->= 60 % unit sparsity, >= 97 % clean accuracy, >= 8x fewer FLOPs (what a
+>= 60 % unit sparsity, >= 97 % clean accuracy by one standard error of
+its validation estimate, >= 8x fewer FLOPs (what a
 2.5x serving speed-up takes) and a training time that fits the main
 command's 360 s (MAX_TRAIN_SECONDS); the AT trial with the
 highest worst case.
@@ -24,6 +26,7 @@ and budget_search.png (worst case against training time and sparsity).
 
 import hashlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -74,7 +77,21 @@ RECIPE = "lenet5_caffe_mnist_anp_vs_budget"
 PAPER = "lenet5_caffe_mnist_anp_vs"
 START = BUDGET_SEARCH_START
 MIN_SPARSITY = 60.0
+# The clean target is on the 10k test set; a trial's clean accuracy is an
+# estimate from the validation images, one standard error (0.54 points on
+# 1,000) from the truth either way, so a trial must clear the target by
+# one standard error. (Added on 2026-12-06, after three main commands
+# scored 96.76-96.91 % on the test set from trials at 97.0-97.3 % on
+# validation.)
 MIN_CLEAN = 0.97
+
+
+def clean_floor(validation_examples):
+    """The validation clean accuracy a trial needs: MIN_CLEAN plus one
+    standard error of its estimate on `validation_examples` images."""
+    return MIN_CLEAN + math.sqrt(MIN_CLEAN * (1 - MIN_CLEAN)
+                                 / validation_examples)
+
 # The main command's serving target (>= 2.5x at batch 256) by the FLOPs
 # that decide it: the compact export served 2.11x faster at 5.34x fewer
 # FLOPs (an earlier main command), 3.09x at 7.89x
@@ -87,6 +104,11 @@ MIN_FLOPS_SPEEDUP = 8.0
 # times a trial's time and its base's.
 MAX_TRAIN_SECONDS = 250.0
 FULL_SPLIT = 5000 / 4000
+# Digit augmentation: random shifts of up to 2 pixels, no flip.
+SHIFT_2 = {"data.augment": True, "data.augment_padding": 2,
+           "data.augment_flip": False}
+
+
 def from_at_base(base_epochs, epochs, gate_epochs, more=None):
     """Overrides of a trial whose gates prune an AT base (the training
     attack's step 0.04), with `more` after them."""
@@ -171,6 +193,19 @@ ANP_VS_TRIALS = {
     # 90 % keeps the compact fine-tune learning longer, at no cost.
     "at_base_6_epochs_16_gate_6_step_0.04_decay_0.7_0.9": from_at_base(
         6, 16, 6, {"train.decay_fractions": (0.7, 0.9)}),
+    # Training clean accuracy ends near 99 % and test clean near 97 %:
+    # 5,000 images overfit. Random shifts of up to 2 pixels (no flip:
+    # digits) add variety (data.augment_padding).
+    "at_base_6_epochs_16_gate_6_step_0.04_shift_2": from_at_base(
+        6, 16, 6, SHIFT_2),
+    # The chosen trial's main command scored 96.91 % clean on the test
+    # set, short of 97 %. The clean images' share of the cross-entropy
+    # (1 / (1 + adv_weight), a third at the paper's 2) trades robustness
+    # for clean accuracy.
+    "at_base_6_epochs_24_gate_6_step_0.04_adv_1.5": from_at_base(
+        6, 24, 6, {"loss.adv_weight": 1.5}),
+    "at_base_6_epochs_24_gate_6_step_0.04_adv_1": from_at_base(
+        6, 24, 6, {"loss.adv_weight": 1.0}),
 }
 AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
 
@@ -316,20 +351,22 @@ def main(argv):
                 "base": base_dir.name, "base_train_seconds": seconds}
     earlier = earlier_report()
     trials = with_earlier(trials, earlier, "anp_vs_trials")
+    min_clean = clean_floor(FLAGS.validation_examples)
     feasible = {name: t for name, t in trials.items()
                 if t["unit_sparsity"] >= MIN_SPARSITY
-                and t["clean_acc"] >= MIN_CLEAN
+                and t["clean_acc"] >= min_clean
                 and t["flops_speedup"] >= MIN_FLOPS_SPEEDUP
                 and total_seconds(t) * FULL_SPLIT <= MAX_TRAIN_SECONDS}
     chosen = max(feasible or trials,
                  key=lambda n: trials[n]["worst_case_acc"])
     budget = total_seconds(trials[chosen])
     # AT gets the chosen trial's whole training time (epochs from a
-    # one-epoch timing of AT on the same split) and its training attack.
+    # one-epoch timing of AT on the same split), its training attack and
+    # its mix of clean and adversarial cross-entropy.
+    at_shared = {key: value for key, value in ANP_VS_TRIALS[chosen].items()
+                 if key.startswith("attack.") or key == "loss.adv_weight"}
     at_recipe = config_lib.replace(recipe, **{
-        **{key: value for key, value in ANP_VS_TRIALS[chosen].items()
-           if key.startswith("attack.")},
-        "train.method": "at", "train.gate_epochs": None})
+        **at_shared, "train.method": "at", "train.gate_epochs": None})
     probe = run_trial("at_probe", config_lib.replace(
         at_recipe, **{"train.epochs": 1}), None)
     at_epochs = max(1, round(budget / probe["train_seconds"]))
@@ -358,17 +395,20 @@ def main(argv):
         "train_examples": 5000 - FLAGS.validation_examples,
         "rule": (f"ANP-VS: highest validation worst case with unit "
                  f"sparsity >= {MIN_SPARSITY:g} %, clean >= "
-                 f"{100 * MIN_CLEAN:g} %, >= {MIN_FLOPS_SPEEDUP:g}x "
+                 f"{100 * min_clean:.2f} % (the {100 * MIN_CLEAN:g} % "
+                 "target plus one standard error of the validation "
+                 f"estimate), >= {MIN_FLOPS_SPEEDUP:g}x "
                  "fewer FLOPs (the serving target's proxy) and at most "
                  f"{MAX_TRAIN_SECONDS:g} s of training on 5,000 images, "
                  "base included (the trial's time and its base's x 5/4); "
-                 "AT: its training attack, the "
+                 "AT: its training attack and loss.adv_weight, the "
                  "same training wall time, the highest worst case over "
                  "weight learning rates"),
         "base_train_seconds": base_seconds,
         "anp_vs_trials": trials,
         "anp_vs_chosen": chosen,
         "at_epochs": at_epochs,
+        "at_shared_overrides": at_shared,
         "at_trials": at_trials,
         "at_chosen": at_chosen,
         "search_seconds_this_run": time.perf_counter() - start,
@@ -412,7 +452,8 @@ def main(argv):
         + f"); `{RECIPE}` is the chosen one.", "",
         *markdown_table(header, rows(trials, chosen)), "",
         f"AT trials ({at_epochs} epochs: the chosen ANP-VS trial's "
-        f"training time, base included, {budget:.0f} s):", "",
+        f"training time, base included, {budget:.0f} s; with "
+        + ", ".join(f"{k}={v}" for k, v in at_shared.items()) + "):", "",
         *markdown_table(header, rows(at_trials, at_chosen)),
     ]
     files.write_text(f"{FLAGS.output}.md", "\n".join(lines) + "\n")

@@ -41,33 +41,38 @@ flags.DEFINE_bool("at", True, "Also train AT for the same training time.")
 FLAGS = flags.FLAGS
 
 
-def at_learning_rate():
-    """The weight learning rate bench/budget_search.py chose for AT on the
-    held-out validation split."""
+def at_recipe():
+    """AT's settings from bench/budget_search.py: the weight learning rate
+    it chose for AT on the held-out validation split, and the training
+    attack and loss mix AT shares with the chosen ANP-VS trial."""
     search = json.loads(SEARCH.read_text())
     chosen = search["at_trials"][search["at_chosen"]]["overrides"]
-    return chosen["train.weight_learning_rate"]
+    return (chosen["train.weight_learning_rate"],
+            search["at_shared_overrides"])
 
 
-def at_command(epochs, learning_rate):
+def at_command(epochs, learning_rate, shared):
     """AT on the same data, evaluated like the main command."""
+    overrides = "".join(f"--override={key}={value} "
+                        for key, value in shared.items())
     return ("python train.py --model=lenet5_caffe_mnist_at "
             f"--epochs={epochs} --weight_lr={learning_rate} "
-            # The main command's training attack and monitor slice, so
-            # that both spend their training time on the same work.
-            "--pgd_steps=10 --pgd_step_size=0.04 --monitor_examples=200 "
+            # The main command's training attack, loss mix and monitor
+            # slice, so that both spend their training time on the same
+            # work.
+            f"--pgd_steps=10 {overrides}--monitor_examples=200 "
             "--override=eval.strong_examples=1000 "
             "--override=serve.export=true --workdir=runs/quickstart_at")
 
 
-def at_epoch_seconds(scratch, rate):
+def at_epoch_seconds(scratch, rate, shared):
     """One AT epoch's training time and the run's fixed start-up cost
     (tracing), from AT runs of 1 and 3 epochs by the same script: AT's
     epochs then fill ANP-VS's training time (base included) as closely
     as whole epochs can."""
     seconds = {}
     for epochs in (1, 3):
-        _, probe = run(at_command(epochs, rate),
+        _, probe = run(at_command(epochs, rate, shared),
                        Path(scratch) / f"at_probe_{epochs}",
                        "--test_examples=100",
                        "--override=serve.export=false",
@@ -104,11 +109,12 @@ def main(argv):
         workdir = Path(scratch) / "anp_vs"
         report = row(MAIN_COMMAND, *run(MAIN_COMMAND, workdir), workdir)
         if FLAGS.at:
-            rate = at_learning_rate()
-            epoch_seconds, overhead = at_epoch_seconds(scratch, rate)
+            rate, shared = at_recipe()
+            epoch_seconds, overhead = at_epoch_seconds(scratch, rate,
+                                                       shared)
             epochs = max(1, round((report["train_seconds"] - overhead)
                                   / epoch_seconds))
-            command = at_command(epochs, rate)
+            command = at_command(epochs, rate, shared)
             workdir = Path(scratch) / "at"
             report["at"] = row(command, *run(command, workdir), workdir)
             report["at"].update(epoch_seconds_probe=epoch_seconds,
@@ -124,7 +130,8 @@ def main(argv):
              "ANP-VS's training time, base included, less AT's start-up, "
              "over one AT epoch, both timed here from AT runs of 1 and 3 "
              "epochs), with the weight learning rate "
-             "bench/budget_search.py chose for AT on the validation split. "
+             "bench/budget_search.py chose for AT on the validation split "
+             "and the main command's training attack and loss mix. "
              f"Worst case and APGD on the first "
              f"{report['worst_case_examples']:,} test images, PGD-40 and "
              "clean on all 10,000.", ""]
