@@ -151,6 +151,7 @@ def test_the_budget_recipe_is_what_its_search_chose():
 
     search = json.loads((Path(__file__).resolve().parents[1] / "bench"
                          / "results" / "budget_search.json").read_text())
+    assert search["rule_met"], "the recipe breaks its search's rule"
     chosen = search["anp_vs_trials"][search["anp_vs_chosen"]]["overrides"]
     start = search["start"]
     expected = config_lib.replace(get_experiment(start["entry"]),
