@@ -128,7 +128,7 @@ def test_folded_logits_follow_the_masks_as_the_gates_learn(mnist_test_batch):
     network = lenet()
     plan = fold_plan(network)
     function = tf.function(lambda x: folded_logits_fn(network, plan)(x))
-    for seed in (1, 2):
+    for seed in (2, 3):  # seed 1 leaves the LeNet constant logits
         prepared(network, images, seed)
         expected = network(images, training=False)["logits"]
         np.testing.assert_allclose(function(images), expected,

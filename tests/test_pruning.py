@@ -64,7 +64,11 @@ def amplify_logits(network, images, spread=10.0):
     """
     classifier = network.layers[-1]
     logits = gated_logits(network, images)
-    factor = spread / np.ptp(logits, axis=0).max()
+    current = np.ptp(logits, axis=0).max()
+    # Constant logits (every path pruned or dead) would make any
+    # comparison of them vacuous.
+    assert current > 0, "the logits do not vary over the images"
+    factor = spread / current
     classifier.kernel.assign(classifier.kernel * factor)
 
 
