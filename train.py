@@ -164,7 +164,7 @@ def define_flags():
                          "--base_workdir is given.")
     flags.DEFINE_enum(
         "base_method", None, list(BASE_METHODS),
-        "Method of that base model: standard (the paper's) or at "
+        "Method of that base model: standard (the paper's), at or trades "
         "(adversarial training, so pruning starts from a robust network). "
         "Default: the recipe's (standard).")
     cli.define_override_flag()

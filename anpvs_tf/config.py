@@ -244,7 +244,7 @@ class TrainConfig(_Settings):
     mixed_precision: str = "none"
     # Gated methods start from a trained base model: a workdir, or None to
     # train one first for base_epochs with base_method ("standard", the
-    # paper's; "at" starts pruning from a robust network).
+    # paper's; "at" or "trades" starts pruning from a robust network).
     base_workdir: str | None = None
     base_epochs: int = 10
     base_method: str = "standard"

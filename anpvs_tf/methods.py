@@ -77,6 +77,15 @@ OBJECTIVES = {
         "pgd", True,
         (("mixed_ce_loss", None), ("vs_loss", "vs_weight"), _KL, _L2),
         gate_loss=_ADVERSARIAL_GATES),
+    # ANP-VS on TRADES' robust loss: weights and gates minimise CE(x) +
+    # beta_T KL(p(x) || p(x_adv)) against TRADES' attack, the weights
+    # with VS beside it (beyond the paper, which prunes on AT's loss).
+    "anp_vs_trades": Objective(
+        "trades", True,
+        (("ce_loss", None), ("trades_loss", "trades_weight"),
+         ("vs_loss", "vs_weight"), _KL, _L2),
+        gate_loss=(("ce_loss", None), ("trades_loss", "trades_weight"),
+                   _KL)),
 }
 
 METHODS = tuple(OBJECTIVES)
@@ -89,4 +98,4 @@ ADVERSARIAL_METHODS = tuple(
 # trained network; at_pretrained fine-tunes one adversarially).
 FROM_BASE_METHODS = (*GATED_METHODS, "at_pretrained")
 # Methods a base model may be trained with.
-BASE_METHODS = ("standard", "at")
+BASE_METHODS = ("standard", "at", "trades")

@@ -20,9 +20,11 @@ def test_table_agrees_with_the_config_method_lists():
     assert {m for m, o in OBJECTIVES.items() if o.attack} == set(
         ADVERSARIAL_METHODS)
     assert OBJECTIVES["trades"].attack == "trades"
-    # Only anp_vs suppresses vulnerability; only gated methods pay the KL.
+    # Only the ANP-VS rows suppress vulnerability; only gated methods pay
+    # the KL.
     assert [m for m, o in OBJECTIVES.items() if "vs_loss" in o.terms] == [
-        "anp_vs"]
+        "anp_vs", "anp_vs_trades"]
+    assert OBJECTIVES["anp_vs_trades"].attack == "trades"
     for method, objective in OBJECTIVES.items():
         assert ("kl_loss" in objective.terms) == objective.gated, method
 
@@ -54,3 +56,24 @@ def test_gate_loss_is_the_row_of_its_method(method, first_term,
         rtol=1e-6)
     _, plain_gate_loss, _, _ = make_model("at")._loss_terms(x, y, x_adv)
     assert plain_gate_loss is None
+
+
+def test_anp_vs_trades_minimises_trades_loss_with_gates_and_vs(
+        mnist_test_batch):
+    """Weights: CE(x) + beta_T KL(p(x) || p(x_adv)) + lambda VS + the gate
+    KL + L2; gates: the same robust loss and the gate KL, against TRADES'
+    attack (its examples move the KL, not just the label's CE)."""
+    images, labels = mnist_test_batch
+    model = make_model("anp_vs_trades")
+    x, y = tf.constant(images[:16]), tf.constant(labels[:16])
+    x_adv = model.training_examples(x, y)
+    weight_loss, gate_loss, terms, _ = model._loss_terms(x, y, x_adv)
+    robust = terms["ce_loss"] + model.trades_weight * terms["trades_loss"]
+    assert float(terms["trades_loss"]) > 0
+    assert float(terms["vs_loss"]) > 0
+    np.testing.assert_allclose(
+        float(gate_loss), float(robust + terms["kl_loss"]), rtol=1e-6)
+    penalty = float(weight_loss) - float(
+        robust + model.vs_weight * terms["vs_loss"] + terms["kl_loss"])
+    # What is left is the L2 penalty: positive and small.
+    assert 0 < penalty < 0.1 * float(weight_loss)

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from anpvs_tf.config import AttackConfig
+from anpvs_tf.methods import GATED_METHODS
 from anpvs_tf.model import ANPVSModel
 from anpvs_tf.registry import build_network
 
@@ -18,7 +19,7 @@ def make_model(method, seed=0, run_eagerly=True):
     Eager by default: one or two steps run faster than tracing the step.
     """
     keras.utils.set_random_seed(seed)
-    gated = method in ("bp", "anp", "anp_vs")
+    gated = method in GATED_METHODS
     network = build_network("lenet5_caffe", gated=gated, seed=seed)
     model = ANPVSModel(network, method=method, attack=ATTACK, seed=seed,
                        kl_weight=4.0, vs_weight=0.1)

@@ -71,7 +71,10 @@ def tiny_batch(dataset, size=4):
 
 
 # Named presets: zoo entry -> the recipe it is a variant of.
-PRESETS = {"lenet5_caffe_mnist_anp_vs_budget": "lenet5_caffe_mnist_anp_vs"}
+PRESETS = {"lenet5_caffe_mnist_anp_vs_budget": "lenet5_caffe_mnist_anp_vs",
+           # Its method is anp_vs_trades: ANP-VS on TRADES' loss.
+           "lenet5_caffe_mnist_anp_vs_budget_robust":
+               "lenet5_caffe_mnist_anp_vs"}
 
 
 def test_every_entry_is_a_valid_recipe_with_its_name():
@@ -145,15 +148,18 @@ def test_entry_trains_and_evaluates_one_step(entry):
 def test_the_budget_recipe_is_what_its_search_chose():
     """lenet5_caffe_mnist_anp_vs_budget = the search's start + the chosen
     trial (bench/results/budget_search.json), so the README's main command
-    runs what was validated."""
+    runs what was validated; its _robust variant the same with the trial
+    marked robust."""
     import json
     from pathlib import Path
 
     search = json.loads((Path(__file__).resolve().parents[1] / "bench"
                          / "results" / "budget_search.json").read_text())
     assert search["rule_met"], "the recipe breaks its search's rule"
-    chosen = search["anp_vs_trials"][search["anp_vs_chosen"]]["overrides"]
     start = search["start"]
-    expected = config_lib.replace(get_experiment(start["entry"]),
-                                  **{**start["overrides"], **chosen})
-    assert get_experiment(search["recipe"]) == expected
+    for recipe, trial in ((search["recipe"], search["anp_vs_chosen"]),
+                          (search["robust_recipe"], search["robust_chosen"])):
+        chosen = search["anp_vs_trials"][trial]["overrides"]
+        expected = config_lib.replace(get_experiment(start["entry"]),
+                                      **{**start["overrides"], **chosen})
+        assert get_experiment(recipe) == expected, recipe

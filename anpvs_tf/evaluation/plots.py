@@ -111,36 +111,50 @@ def _save(figure, path):
     _pyplot().close(figure)
 
 
-def plot_budget_tradeoff(groups, path, title=None):
-    """Worst case against training time, coloured by unit sparsity: what
-    a time budget buys each method, and which point was chosen.
+def plot_budget_tradeoff(groups, path, title=None, clean_floor=None):
+    """Worst case against training time and against clean accuracy,
+    coloured by unit sparsity: what a time budget buys each method, what
+    robustness costs in clean accuracy, and which point was chosen.
 
-    groups: {label: [{"seconds", "worst_case_acc", "unit_sparsity",
-    "chosen"}, ...]}, one marker shape per label.
+    groups: {label: [{"seconds", "worst_case_acc", "clean_acc",
+    "unit_sparsity", "chosen"}, ...]}, one marker shape per label.
+    clean_floor: the clean accuracy a choice needs (a dashed line).
     """
     plt = _pyplot()
-    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    figure, (by_time, by_clean) = plt.subplots(
+        1, 2, figsize=(11, 4.5), sharey=True)
     scale = None
     for (label, points), marker in zip(groups.items(), "osD^v"):
-        scale = axes.scatter(
-            [p["seconds"] for p in points],
-            [100 * p["worst_case_acc"] for p in points],
-            c=[p["unit_sparsity"] for p in points], cmap="viridis",
-            vmin=0, vmax=100, marker=marker, s=50, edgecolors="k",
-            label=label)
-        for p in points:
-            if p.get("chosen"):
-                axes.scatter([p["seconds"]], [100 * p["worst_case_acc"]],
-                             marker=marker, s=220, facecolors="none",
-                             edgecolors="tab:red", linewidths=2)
+        for axes, x_of in ((by_time, lambda p: p["seconds"]),
+                           (by_clean, lambda p: 100 * p["clean_acc"])):
+            scale = axes.scatter(
+                [x_of(p) for p in points],
+                [100 * p["worst_case_acc"] for p in points],
+                c=[p["unit_sparsity"] for p in points], cmap="viridis",
+                vmin=0, vmax=100, marker=marker, s=50, edgecolors="k",
+                label=label)
+            for p in points:
+                if p.get("chosen"):
+                    axes.scatter([x_of(p)], [100 * p["worst_case_acc"]],
+                                 marker=marker, s=220, facecolors="none",
+                                 edgecolors="tab:red", linewidths=2)
+    # Room below for the legend and on the right for the colour bar.
+    figure.subplots_adjust(bottom=0.26, right=0.88, wspace=0.08)
     if scale is not None:
-        figure.colorbar(scale, ax=axes, label="unit sparsity (%)")
-    axes.set_xlabel("training time, base included (s)")
-    axes.set_ylabel("validation worst case (%)")
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize="small",
-                title="red ring: chosen", title_fontsize="small")
-    axes.set_title(title or "What a training budget buys")
-    figure.tight_layout()
+        figure.colorbar(scale, cax=figure.add_axes([0.9, 0.26, 0.015, 0.62]),
+                        label="unit sparsity (%)")
+    if clean_floor is not None:
+        by_clean.axvline(100 * clean_floor, color="tab:red", ls="--",
+                         lw=1, label="clean floor")
+    by_time.set_xlabel("training time, base included (s)")
+    by_clean.set_xlabel("validation clean accuracy (%)")
+    by_time.set_ylabel("validation worst case (%)")
+    for axes in (by_time, by_clean):
+        axes.grid(alpha=0.3)
+    handles, labels = by_clean.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(labels),
+                  fontsize="small", title="red ring: chosen",
+                  title_fontsize="small")
+    figure.suptitle(title or "What a training budget buys")
     _save(figure, path)
     return path
