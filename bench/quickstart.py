@@ -1,16 +1,18 @@
-"""The README's main command, as a new user runs it, against AT.
+"""The README's main command, as a new user runs it, against AT and TRADES.
 
-    python bench/quickstart.py
+    python bench/quickstart.py      # ~35 min on 2 idle CPU cores
 
 Runs MAIN_COMMAND (bench/main_command.py; the README shows exactly this
 line, tests/test_figures.py checks it) into a new temporary workdir, so
 nothing is resumed, and records its wall time (base model, ANP-VS,
-evaluation, compact export, serving check) and the summary it wrote. Then
-trains AT by the same script on the same data for the same training time
-(its epochs from AT runs of 1 and 3 epochs timed here: the epoch and the
-start-up), with the weight learning rate bench/budget_search.py chose for AT
-on the held-out validation split (bench/results/budget_search.json), and the
-same evaluation.
+evaluation, compact export, serving check) and the summary it wrote; then
+ROBUST_COMMAND, the README's more robust alternative, the same way. Then
+trains the unpruned baselines, AT and TRADES, by the same script on the
+same data for the same training time (each one's epochs from its runs of 1
+and 3 epochs timed here: the epoch and the start-up), each with the weight
+learning rate bench/budget_search.py chose for it on the held-out
+validation split and the training attack and loss setting it shares with
+the recipe (bench/results/budget_search.json), and the same evaluation.
 Writes bench/results/quickstart.{json,md}.
 """
 
@@ -30,6 +32,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from anpvs_tf import files  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from main_command import MAIN_COMMAND  # noqa: E402
+from main_command import ROBUST_COMMAND  # noqa: E402
 from main_command import run  # noqa: E402
 from main_command import training_seconds  # noqa: E402
 
@@ -37,43 +40,51 @@ SEARCH = ROOT / "bench/results/budget_search.json"
 
 flags.DEFINE_string("output", "bench/results/quickstart",
                     "Output path without extension.")
-flags.DEFINE_bool("at", True, "Also train AT for the same training time.")
+flags.DEFINE_bool("robust", True,
+                  "Also run ROBUST_COMMAND, the README's alternative.")
+flags.DEFINE_list("baselines", ["at", "trades"],
+                  "Unpruned methods also trained for the same training "
+                  "time (empty: none).")
 FLAGS = flags.FLAGS
 
 
-def at_recipe():
-    """AT's settings from bench/budget_search.py: the weight learning rate
-    it chose for AT on the held-out validation split, and the training
-    attack and loss mix AT shares with the chosen ANP-VS trial."""
+NAMES = {"at": "AT", "trades": "TRADES"}
+
+
+def baseline_recipe(method):
+    """A baseline's settings from bench/budget_search.py: the weight
+    learning rate it chose for `method` on the held-out validation split,
+    and the training attack and loss setting it shares with the recipe."""
     search = json.loads(SEARCH.read_text())
-    chosen = search["at_trials"][search["at_chosen"]]["overrides"]
-    return (chosen["train.weight_learning_rate"],
-            search["at_shared_overrides"])
+    chosen = search[f"{method}_trials"][search[f"{method}_chosen"]]
+    return (chosen["overrides"]["train.weight_learning_rate"],
+            search[f"{method}_shared_overrides"])
 
 
-def at_command(epochs, learning_rate, shared):
-    """AT on the same data, evaluated like the main command."""
+def baseline_command(method, epochs, learning_rate, shared):
+    """The unpruned `method` on the same data, evaluated like the main
+    command."""
     overrides = "".join(f"--override={key}={value} "
                         for key, value in shared.items())
-    return ("python train.py --model=lenet5_caffe_mnist_at "
+    return (f"python train.py --model=lenet5_caffe_mnist_{method} "
             f"--epochs={epochs} --weight_lr={learning_rate} "
             # The main command's training attack, loss mix and monitor
             # slice, so that both spend their training time on the same
             # work.
             f"--pgd_steps=10 {overrides}--monitor_examples=200 "
             "--override=eval.strong_examples=1000 "
-            "--override=serve.export=true --workdir=runs/quickstart_at")
+            f"--override=serve.export=true --workdir=runs/quickstart_{method}")
 
 
-def at_epoch_seconds(scratch, rate, shared):
-    """One AT epoch's training time and the run's fixed start-up cost
-    (tracing), from AT runs of 1 and 3 epochs by the same script: AT's
-    epochs then fill ANP-VS's training time (base included) as closely
-    as whole epochs can."""
+def epoch_seconds(scratch, method, rate, shared):
+    """One epoch's training time of `method` and the run's fixed start-up
+    cost (tracing), from its runs of 1 and 3 epochs by the same script:
+    its epochs then fill ANP-VS's training time (base included) as
+    closely as whole epochs can."""
     seconds = {}
     for epochs in (1, 3):
-        _, probe = run(at_command(epochs, rate, shared),
-                       Path(scratch) / f"at_probe_{epochs}",
+        _, probe = run(baseline_command(method, epochs, rate, shared),
+                       Path(scratch) / f"{method}_probe_{epochs}",
                        "--test_examples=100",
                        "--override=serve.export=false",
                        "--override=eval.strong_examples=0")
@@ -108,30 +119,37 @@ def main(argv):
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch) / "anp_vs"
         report = row(MAIN_COMMAND, *run(MAIN_COMMAND, workdir), workdir)
-        if FLAGS.at:
-            rate, shared = at_recipe()
-            epoch_seconds, overhead = at_epoch_seconds(scratch, rate,
-                                                       shared)
+        if FLAGS.robust:
+            workdir = Path(scratch) / "anp_vs_robust"
+            report["robust"] = row(ROBUST_COMMAND,
+                                   *run(ROBUST_COMMAND, workdir), workdir)
+        for method in FLAGS.baselines:
+            rate, shared = baseline_recipe(method)
+            epoch, overhead = epoch_seconds(scratch, method, rate, shared)
             epochs = max(1, round((report["train_seconds"] - overhead)
-                                  / epoch_seconds))
-            command = at_command(epochs, rate, shared)
-            workdir = Path(scratch) / "at"
-            report["at"] = row(command, *run(command, workdir), workdir)
-            report["at"].update(epoch_seconds_probe=epoch_seconds,
-                                start_seconds_probe=overhead)
+                                  / epoch))
+            command = baseline_command(method, epochs, rate, shared)
+            workdir = Path(scratch) / method
+            report[method] = row(command, *run(command, workdir), workdir)
+            report[method].update(epoch_seconds_probe=epoch,
+                                  start_seconds_probe=overhead)
     report.update(load_before=load_before, load_after=os.getloadavg(),
                   cpu_cores=os.cpu_count())
     files.write_json(f"{FLAGS.output}.json", report)
-    rows = [report] + ([report["at"]] if "at" in report else [])
+    rows = {"ANP-VS (main command)": report,
+            **({"ANP-VS, robust recipe": report["robust"]}
+               if FLAGS.robust else {}),
+            **{NAMES[m]: report[m] for m in FLAGS.baselines}}
     lines = [f"`{MAIN_COMMAND}` from a new workdir on {report['cpu_cores']} "
              "CPU cores (1-minute load average before / after: "
-             f"{load_before[0]:.2f} / {report['load_after'][0]:.2f}); AT "
-             "by the same script for the same training time (epochs: "
-             "ANP-VS's training time, base included, less AT's start-up, "
-             "over one AT epoch, both timed here from AT runs of 1 and 3 "
-             "epochs), with the weight learning rate "
-             "bench/budget_search.py chose for AT on the validation split "
-             "and the main command's training attack and loss mix. "
+             f"{load_before[0]:.2f} / {report['load_after'][0]:.2f}); "
+             "the unpruned baselines by the same script for the same "
+             "training time (epochs: ANP-VS's training time, base "
+             "included, less the baseline's start-up, over one of its "
+             "epochs, both timed here from its runs of 1 and 3 epochs), "
+             "each with the weight learning rate bench/budget_search.py "
+             "chose for it on the validation split and the training "
+             "attack and loss setting it shares with the recipe. "
              f"Worst case and APGD on the first "
              f"{report['worst_case_examples']:,} test images, PGD-40 and "
              "clean on all 10,000.", ""]
@@ -147,7 +165,7 @@ def main(argv):
                                           "clean_acc")),
           f"{r['unit_sparsity']:.2f}", f"{r['flops_speedup']:.2f}x",
           f"{r['params']:,}", f"{r['serving_speedup_b256']:.2f}x"]
-         for name, r in zip(("ANP-VS (main command)", "AT"), rows)])
+         for name, r in rows.items()])
     files.write_text(f"{FLAGS.output}.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
