@@ -118,6 +118,13 @@ def from_at_base(base_epochs, epochs, gate_epochs, more=None):
             "train.gate_epochs": gate_epochs, **(more or {})}
 
 
+def from_trades_base(base_epochs, epochs, gate_epochs, more=None):
+    """The same on TRADES' loss: anp_vs_trades pruning a TRADES base."""
+    return from_at_base(base_epochs, epochs, gate_epochs, {
+        "train.method": "anp_vs_trades", "train.base_method": "trades",
+        **(more or {})})
+
+
 # name -> overrides of START ("start" is START itself).
 ANP_VS_TRIALS = {
     # The recipe's PGD-10 step travelled 0.2 from its random start, less
@@ -232,20 +239,14 @@ ANP_VS_TRIALS = {
     # base): tuned TRADES was the most robust method of
     # bench/mnist_budget.py (86.09 % worst case against tuned AT's
     # 64.76 %). beta_T 6 is TRADES' own; 3 weighs clean accuracy more.
-    "trades_base_6_epochs_24_gate_6_step_0.04": from_at_base(
-        6, 24, 6, {"train.method": "anp_vs_trades",
-                   "train.base_method": "trades"}),
-    "trades_base_6_epochs_24_gate_6_step_0.04_tbeta_3": from_at_base(
-        6, 24, 6, {"train.method": "anp_vs_trades",
-                   "train.base_method": "trades",
-                   "loss.trades_weight": 3.0}),
+    "trades_base_6_epochs_24_gate_6_step_0.04": from_trades_base(6, 24, 6),
+    "trades_base_6_epochs_24_gate_6_step_0.04_tbeta_3": from_trades_base(
+        6, 24, 6, {"loss.trades_weight": 3.0}),
     # Both were more robust than AT (81.90 and 81.50 % against 79.70 %)
     # but short of the clean floor and 7-21 s over the time: a lighter
     # KL weight for clean accuracy, fewer epochs or a shorter base.
     **{f"trades_base_{base}_epochs_{epochs}_gate_6_step_0.04_tbeta_{beta:g}":
-       from_at_base(base, epochs, 6, {"train.method": "anp_vs_trades",
-                                      "train.base_method": "trades",
-                                      "loss.trades_weight": beta})
+       from_trades_base(base, epochs, 6, {"loss.trades_weight": beta})
        for base, epochs, beta in ((6, 22, 2.0), (6, 22, 1.5), (4, 24, 2.0),
                                   (4, 24, 3.0))},
     # More robust than AT at every beta_T, and 0.1-0.4 points short of
@@ -253,18 +254,12 @@ ANP_VS_TRIALS = {
     # they decay, the training attack steps shorter, or the gates freeze
     # sooner (more compact epochs, fewer units pruned).
     "trades_base_6_epochs_24_gate_6_step_0.04_tbeta_3_decay_0.7_0.9":
-        from_at_base(6, 24, 6, {"train.method": "anp_vs_trades",
-                                "train.base_method": "trades",
-                                "loss.trades_weight": 3.0,
-                                "train.decay_fractions": (0.7, 0.9)}),
-    "trades_base_6_epochs_24_gate_6_step_0.03_tbeta_3": from_at_base(
-        6, 24, 6, {"train.method": "anp_vs_trades",
-                   "train.base_method": "trades",
-                   "loss.trades_weight": 3.0, "attack.step_size": 0.03}),
-    "trades_base_6_epochs_24_gate_4_step_0.04_tbeta_3": from_at_base(
-        6, 24, 4, {"train.method": "anp_vs_trades",
-                   "train.base_method": "trades",
-                   "loss.trades_weight": 3.0}),
+        from_trades_base(6, 24, 6, {"loss.trades_weight": 3.0,
+                                    "train.decay_fractions": (0.7, 0.9)}),
+    "trades_base_6_epochs_24_gate_6_step_0.03_tbeta_3": from_trades_base(
+        6, 24, 6, {"loss.trades_weight": 3.0, "attack.step_size": 0.03}),
+    "trades_base_6_epochs_24_gate_4_step_0.04_tbeta_3": from_trades_base(
+        6, 24, 4, {"loss.trades_weight": 3.0}),
 }
 AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
 # The unpruned baselines, trained for the chosen trial's time with its
