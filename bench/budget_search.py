@@ -34,6 +34,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 from anpvs_tf import cli  # noqa: E402
 
 cli.start()  # before anything imports TensorFlow
@@ -62,6 +64,7 @@ from anpvs_tf.evaluation.results import strong_evaluation  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from anpvs_tf.training import train  # noqa: E402
+from timing import epochs_in  # noqa: E402
 
 flags.DEFINE_string("runs_dir", "bench/runs/budget_search",
                     "Trial results and the shared base model (resumable).")
@@ -426,14 +429,10 @@ def baseline_trials(method, recipe, chosen_overrides, budget, earlier,
     shared[key] = chosen_overrides.get(key, default)
     own = config_lib.replace(recipe, **{
         **shared, "train.method": method, "train.gate_epochs": None})
-    # One epoch and the start-up (tracing) from runs of 1 and 3 epochs:
-    # a one-epoch run alone counts the start-up as an epoch.
-    seconds = {n: run_trial(f"{method}_probe" + ("" if n == 1 else f"_{n}"),
-                            config_lib.replace(own, **{"train.epochs": n}),
-                            None)["train_seconds"] for n in (1, 3)}
-    epoch = (seconds[3] - seconds[1]) / 2
-    start_up = max(0.0, seconds[1] - epoch)
-    epochs = max(1, round((budget - start_up) / epoch))
+    _, _, epochs = epochs_in(budget, *(
+        run_trial(f"{method}_probe" + ("" if n == 1 else f"_{n}"),
+                  config_lib.replace(own, **{"train.epochs": n}),
+                  None)["train_seconds"] for n in (1, 3)))
     if (earlier.get("anp_vs_chosen") == chosen
             and f"{method}_epochs" in earlier):
         # The same budget, timed with its trials on one machine (the

@@ -35,6 +35,7 @@ from main_command import MAIN_COMMAND  # noqa: E402
 from main_command import ROBUST_COMMAND  # noqa: E402
 from main_command import run  # noqa: E402
 from main_command import training_seconds  # noqa: E402
+from timing import epochs_in  # noqa: E402
 
 SEARCH = ROOT / "bench/results/budget_search.json"
 
@@ -76,21 +77,18 @@ def baseline_command(method, epochs, learning_rate, shared):
             f"--override=serve.export=true --workdir=runs/quickstart_{method}")
 
 
-def epoch_seconds(scratch, method, rate, shared):
-    """One epoch's training time of `method` and the run's fixed start-up
-    cost (tracing), from its runs of 1 and 3 epochs by the same script:
-    its epochs then fill ANP-VS's training time (base included) as
-    closely as whole epochs can."""
-    seconds = {}
+def probe_seconds(scratch, method, rate, shared):
+    """Training times of `method`'s runs of 1 and 3 epochs by the same
+    script (timing.epochs_in turns them into its epochs)."""
+    seconds = []
     for epochs in (1, 3):
         _, probe = run(baseline_command(method, epochs, rate, shared),
                        Path(scratch) / f"{method}_probe_{epochs}",
                        "--test_examples=100",
                        "--override=serve.export=false",
                        "--override=eval.strong_examples=0")
-        seconds[epochs] = probe["results"]["train_seconds"]
-    epoch = (seconds[3] - seconds[1]) / 2
-    return epoch, max(0.0, seconds[1] - epoch)
+        seconds.append(probe["results"]["train_seconds"])
+    return seconds
 
 
 def row(command, seconds, summary, workdir):
@@ -125,9 +123,11 @@ def main(argv):
                                    *run(ROBUST_COMMAND, workdir), workdir)
         for method in FLAGS.baselines:
             rate, shared = baseline_recipe(method)
-            epoch, overhead = epoch_seconds(scratch, method, rate, shared)
-            epochs = max(1, round((report["train_seconds"] - overhead)
-                                  / epoch))
+            # Its epochs fill ANP-VS's training time (base included) as
+            # closely as whole epochs can.
+            epoch, overhead, epochs = epochs_in(
+                report["train_seconds"],
+                *probe_seconds(scratch, method, rate, shared))
             command = baseline_command(method, epochs, rate, shared)
             workdir = Path(scratch) / method
             report[method] = row(command, *run(command, workdir), workdir)
