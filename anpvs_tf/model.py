@@ -25,6 +25,9 @@ _TRAIN_METRICS = (
     "trades_loss",
 )
 _ACCURACY_METRICS = ("clean_accuracy", "adv_accuracy")
+# The monitor's attack stream is seeded seed + this (any fixed offset: it
+# only has to differ from the training attack's stream).
+_MONITOR_SEED_OFFSET = 7919
 
 
 class ANPVSModel(keras.Model):
@@ -54,7 +57,8 @@ class ANPVSModel(keras.Model):
         kl_weight: beta. kl_normalizer: the N dividing the KL.
         vs_weight: lambda. adv_weight: w. l2_weight: weight decay.
         trades_weight: TRADES' beta.
-        seed: int seed of the attack's random start.
+        seed: int seed of the attack's random start (training) and of
+            the per-epoch monitor's (`evaluate`), two separate streams.
     """
 
     def __init__(
@@ -121,6 +125,10 @@ class ANPVSModel(keras.Model):
             self.trackers[name] = keras.metrics.SparseCategoricalAccuracy(
                 name=name
             )
+        # The monitor's PGD starts come from a stream of their own, so how
+        # many examples the monitor attacks never changes the training run.
+        self.monitor_seed_generator = keras.random.SeedGenerator(
+            None if seed is None else seed + _MONITOR_SEED_OFFSET)
 
     def on_network(self, network):
         """This model's method and settings on another network (the
@@ -139,8 +147,8 @@ class ANPVSModel(keras.Model):
             trades_weight=self.trades_weight,
             seed=self.seed,
         )
-        other.attack_seed_generator.state.assign(
-            self.attack_seed_generator.state)
+        for name in ("attack_seed_generator", "monitor_seed_generator"):
+            getattr(other, name).state.assign(getattr(self, name).state)
         return other
 
     @property
@@ -207,8 +215,10 @@ class ANPVSModel(keras.Model):
 
         return logits
 
-    def craft(self, x, y, attack):
-        """Adversarial examples against the inference-mode network."""
+    def craft(self, x, y, attack, seed_generator=None):
+        """Adversarial examples against the inference-mode network, their
+        random starts from `seed_generator` (default: the training
+        attack's)."""
         return pgd_attack(
             self.attack_logits_fn(),
             x,
@@ -217,7 +227,7 @@ class ANPVSModel(keras.Model):
             step_size=attack.step_size,
             num_steps=attack.num_steps,
             random_start=attack.random_start,
-            seed_generator=self.attack_seed_generator,
+            seed_generator=seed_generator or self.attack_seed_generator,
         )
 
     def training_examples(self, x, y):
@@ -336,7 +346,8 @@ class ANPVSModel(keras.Model):
         clean = self._forward(x, training=False)
         terms = {"ce_loss": losses.cross_entropy(y, clean["logits"])}
         logits = {"clean_accuracy": clean["logits"]}
-        x_adv = self.craft(x, y, self.eval_attack)
+        x_adv = self.craft(x, y, self.eval_attack,
+                           self.monitor_seed_generator)
         adv = self._forward(x_adv, training=False)
         logits["adv_accuracy"] = adv["logits"]
         terms["adv_ce_loss"] = losses.cross_entropy(y, adv["logits"])

@@ -175,3 +175,27 @@ def test_evaluation_attack_lowers_accuracy_only_with_epsilon(
                           return_dict=True)
     assert logs["adv_accuracy"] == logs["clean_accuracy"]
     assert logs["vs_loss"] == 0.0
+
+
+@pytest.mark.parametrize("method", ["at", "anp_vs"])
+def test_the_monitor_never_changes_the_training_run(
+    method, mnist_test_batch
+):
+    """The per-epoch monitor attacks with its own random stream: training
+    with a monitor, or with none, ends with the same weights."""
+    images, labels = mnist_test_batch
+    train = one_batch(images[:16], labels[:16])
+    monitor = one_batch(images[16:24], labels[16:24])
+
+    unmonitored = make_model(method)
+    unmonitored.fit(train, epochs=2, verbose=0)
+    monitored = make_model(method)
+    monitored.fit(train, epochs=2, validation_data=monitor, verbose=0)
+
+    for a, b in zip(variables_of(unmonitored), variables_of(monitored)):
+        np.testing.assert_array_equal(a, b)
+    # The monitor did draw its random starts (from its own stream).
+    assert not np.array_equal(
+        unmonitored.monitor_seed_generator.state.numpy(),
+        monitored.monitor_seed_generator.state.numpy())
+
