@@ -111,22 +111,30 @@ def _save(figure, path):
     _pyplot().close(figure)
 
 
-def plot_budget_tradeoff(groups, path, title=None, clean_floor=None):
-    """Worst case against training time and against clean accuracy,
-    coloured by unit sparsity: what a time budget buys each method, what
-    robustness costs in clean accuracy, and which point was chosen.
+def plot_budget_tradeoff(groups, path, title=None, floors=None):
+    """Worst case against training time, clean accuracy and unit
+    sparsity, coloured by unit sparsity: what a time budget buys each
+    method, what robustness costs in clean accuracy and in size, and
+    which points were chosen.
 
     groups: {label: [{"seconds", "worst_case_acc", "clean_acc",
     "unit_sparsity", "chosen"}, ...]}, one marker shape per label.
-    clean_floor: the clean accuracy a choice needs (a dashed line).
+    floors: the limits a choice has to respect, each a dashed line:
+    {"seconds": at most, "clean_acc": at least, "unit_sparsity": at
+    least}, any of them.
     """
     plt = _pyplot()
-    figure, (by_time, by_clean) = plt.subplots(
-        1, 2, figsize=(11, 4.5), sharey=True)
+    floors = floors or {}
+    panels = (("seconds", lambda p: p["seconds"],
+               "training time, base included (s)"),
+              ("clean_acc", lambda p: 100 * p["clean_acc"],
+               "validation clean accuracy (%)"),
+              ("unit_sparsity", lambda p: p["unit_sparsity"],
+               "unit sparsity (%)"))
+    figure, all_axes = plt.subplots(1, 3, figsize=(15, 4.5), sharey=True)
     scale = None
     for (label, points), marker in zip(groups.items(), "osD^v"):
-        for axes, x_of in ((by_time, lambda p: p["seconds"]),
-                           (by_clean, lambda p: 100 * p["clean_acc"])):
+        for axes, (_, x_of, _) in zip(all_axes, panels):
             scale = axes.scatter(
                 [x_of(p) for p in points],
                 [100 * p["worst_case_acc"] for p in points],
@@ -139,22 +147,25 @@ def plot_budget_tradeoff(groups, path, title=None, clean_floor=None):
                                  marker=marker, s=220, facecolors="none",
                                  edgecolors="tab:red", linewidths=2)
     # Room below for the legend and on the right for the colour bar.
-    figure.subplots_adjust(bottom=0.26, right=0.88, wspace=0.08)
+    figure.subplots_adjust(bottom=0.26, right=0.9, wspace=0.08)
     if scale is not None:
-        figure.colorbar(scale, cax=figure.add_axes([0.9, 0.26, 0.015, 0.62]),
+        figure.colorbar(scale, cax=figure.add_axes([0.92, 0.26, 0.012, 0.62]),
                         label="unit sparsity (%)")
-    if clean_floor is not None:
-        by_clean.axvline(100 * clean_floor, color="tab:red", ls="--",
-                         lw=1, label="clean floor")
-    by_time.set_xlabel("training time, base included (s)")
-    by_clean.set_xlabel("validation clean accuracy (%)")
-    by_time.set_ylabel("validation worst case (%)")
-    for axes in (by_time, by_clean):
+    for axes, (key, _, xlabel) in zip(all_axes, panels):
+        if key in floors:
+            limit = floors[key] * (100 if key == "clean_acc" else 1)
+            axes.axvline(limit, color="tab:red", ls="--", lw=1,
+                         label="the rule's limit")
+        axes.set_xlabel(xlabel)
         axes.grid(alpha=0.3)
-    handles, labels = by_clean.get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=len(labels),
-                  fontsize="small", title="red ring: chosen",
-                  title_fontsize="small")
+    all_axes[0].set_ylabel("validation worst case (%)")
+    # Each label once, the limit line included.
+    legend = {}
+    for axes in all_axes:
+        legend.update(zip(*reversed(axes.get_legend_handles_labels())))
+    figure.legend(legend.values(), legend.keys(), loc="lower center",
+                  ncol=len(legend), fontsize="small",
+                  title="red ring: chosen", title_fontsize="small")
     figure.suptitle(title or "What a training budget buys")
     _save(figure, path)
     return path
