@@ -128,6 +128,14 @@ def from_trades_base(base_epochs, epochs, gate_epochs, more=None):
         **(more or {})})
 
 
+def slower_weights(gate_epochs, more=None, trades_weight=3.0):
+    """A TRADES-loss trial from a 6-epoch base, 24 epochs, whose weights
+    learn at 0.005 instead of the recipe's 0.0073, `more` after it."""
+    return from_trades_base(6, 24, gate_epochs, {
+        "loss.trades_weight": trades_weight,
+        "train.weight_learning_rate": 0.005, **(more or {})})
+
+
 # name -> overrides of START ("start" is START itself).
 ANP_VS_TRIALS = {
     # The recipe's PGD-10 step travelled 0.2 from its random start, less
@@ -272,8 +280,7 @@ ANP_VS_TRIALS = {
     "trades_base_6_epochs_24_gate_4_step_0.04_tbeta_2": from_trades_base(
         6, 24, 4, {"loss.trades_weight": 2.0}),
     "trades_base_6_epochs_24_gate_4_step_0.04_tbeta_3_lr_0.005":
-        from_trades_base(6, 24, 4, {"loss.trades_weight": 3.0,
-                                    "train.weight_learning_rate": 0.005}),
+        slower_weights(4),
     "trades_base_6_epochs_22_gate_4_step_0.04_tbeta_3_decay_0.7_0.9":
         from_trades_base(6, 22, 4, {"loss.trades_weight": 3.0,
                                     "train.decay_fractions": (0.7, 0.9)}),
@@ -286,28 +293,18 @@ ANP_VS_TRIALS = {
     # 55.62 % of the units, under the floor: a faster gate pace to prune
     # as much as at 0.0073.
     **{f"trades_base_6_epochs_24_gate_4_step_0.04_tbeta_{beta:g}_lr_0.005"
-       f"_beta_69": from_trades_base(
-           6, 24, 4, {"loss.trades_weight": beta,
-                      "train.weight_learning_rate": 0.005,
-                      "loss.kl_weight": 68.6})
+       f"_beta_69": slower_weights(4, {"loss.kl_weight": 68.6}, beta)
        for beta in (3.0, 2.0)},
     # beta_T 3 there was the search's most robust trial (86.10 %) but cut
     # only 4.93x of the FLOPs: the gates learning longer, a still faster
     # gate pace, or a faster gate rate, to prune more of the convolutions.
     "trades_base_6_epochs_24_gate_6_step_0.04_tbeta_3_lr_0.005_beta_69":
-        from_trades_base(6, 24, 6, {"loss.trades_weight": 3.0,
-                                    "train.weight_learning_rate": 0.005,
-                                    "loss.kl_weight": 68.6}),
+        slower_weights(6, {"loss.kl_weight": 68.6}),
     "trades_base_6_epochs_24_gate_4_step_0.04_tbeta_3_lr_0.005_beta_137":
-        from_trades_base(6, 24, 4, {"loss.trades_weight": 3.0,
-                                    "train.weight_learning_rate": 0.005,
-                                    "loss.kl_weight": 137.2}),
+        slower_weights(4, {"loss.kl_weight": 137.2}),
     "trades_base_6_epochs_24_gate_4_step_0.04_tbeta_3_lr_0.005_beta_69"
-    "_gate_lr_0.1": from_trades_base(
-        6, 24, 4, {"loss.trades_weight": 3.0,
-                   "train.weight_learning_rate": 0.005,
-                   "loss.kl_weight": 68.6,
-                   "train.gate_learning_rate": 0.1}),
+    "_gate_lr_0.1": slower_weights(4, {"loss.kl_weight": 68.6,
+                                       "train.gate_learning_rate": 0.1}),
 }
 AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
 # The unpruned baselines, trained for the chosen trial's time with its

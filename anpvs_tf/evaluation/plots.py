@@ -151,11 +151,11 @@ def plot_budget_tradeoff(groups, path, title=None, floors=None):
     if scale is not None:
         figure.colorbar(scale, cax=figure.add_axes([0.92, 0.26, 0.012, 0.62]),
                         label="unit sparsity (%)")
-    for axes, (key, _, xlabel) in zip(all_axes, panels):
+    for axes, (key, x_of, xlabel) in zip(all_axes, panels):
         if key in floors:
-            limit = floors[key] * (100 if key == "clean_acc" else 1)
-            axes.axvline(limit, color="tab:red", ls="--", lw=1,
-                         label="the rule's limit")
+            # On the panel's own scale (x_of reads only its key).
+            axes.axvline(x_of({key: floors[key]}), color="tab:red",
+                         ls="--", lw=1, label="the rule's limit")
         axes.set_xlabel(xlabel)
         axes.grid(alpha=0.3)
     all_axes[0].set_ylabel("validation worst case (%)")
