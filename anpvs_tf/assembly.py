@@ -6,6 +6,7 @@ trains exactly as a run of the same config does.
 
 from anpvs_tf import data
 from anpvs_tf import precision
+from anpvs_tf.complexity import flops_kl_weights
 from anpvs_tf.methods import GATED_METHODS
 from anpvs_tf.model import ANPVSModel
 from anpvs_tf.optimizers import make_optimizers
@@ -31,6 +32,7 @@ def _build_model(config, input_shape, num_classes, num_train_examples):
         gate_concentration0_init=config.model.gate_concentration0_init,
         seed=config.train.seed,
     )
+    exponent = config.loss.kl_flops_exponent
     return ANPVSModel(
         network,
         method=method,
@@ -38,6 +40,8 @@ def _build_model(config, input_shape, num_classes, num_train_examples):
         eval_attack=config.attack,
         kl_weight=config.loss.kl_weight,
         kl_normalizer=config.loss.kl_normalizer or num_train_examples,
+        kl_gate_weights=(flops_kl_weights(network, exponent)
+                         if exponent and method in GATED_METHODS else None),
         vs_weight=config.loss.vs_weight,
         adv_weight=config.loss.adv_weight,
         trades_weight=config.loss.trades_weight,

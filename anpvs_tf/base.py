@@ -23,6 +23,7 @@ def base_config(config):
         **{"train.method": config.train.base_method,
            "train.epochs": config.train.base_epochs,
            "train.gate_epochs": None,
+           "train.fine_tune_learning_rate": None,
            "train.base_workdir": None,
            # The base is a starting point: PGD is enough to report.
            "eval.strong_examples": 0,

@@ -173,6 +173,41 @@ def count_complexity(network, active=None):
     return Complexity(flops=flops, memory=memory, params=params)
 
 
+def unit_flops(network):
+    """{gate name: FLOPs that pruning one of its units saves}, counted on
+    the full network (the first unit: a gate's units cost the same).
+
+    What a unit costs is more than its own layer's work: a conv channel
+    also feeds every output of the next conv, so on LeNet-5-Caffe one
+    conv1 unit costs about 200 times one hidden unit of fc1.
+    """
+    full = count_complexity(network, active="all").flops
+    costs = {}
+    for name, mask in _gate_masks(network, "all").items():
+        mask[0] = False
+        costs[name] = full - count_complexity(
+            network, active={**_gate_masks(network, "all"), name: mask}
+        ).flops
+    return costs
+
+
+def flops_kl_weights(network, exponent):
+    """{gate name: multiplier of its KL term}: (a unit's FLOPs / the mean
+    over all gated units)^exponent, scaled so the multipliers average 1
+    over units. The gate KL's total pressure stays that of beta; its share
+    moves toward the units that cost the most, where the paper's equal
+    weights prune the cheap fully connected units first and leave the
+    convolutions, which hold most of the FLOPs. exponent 0: all 1."""
+    costs = unit_flops(network)
+    units = {
+        layer.name: layer.units for layer in network.layers
+        if isinstance(layer, BetaBernoulliGate)
+    }
+    raw = {name: float(cost) ** exponent for name, cost in costs.items()}
+    mean = sum(raw[name] * units[name] for name in raw) / sum(units.values())
+    return {name: value / mean for name, value in raw.items()}
+
+
 def complexity_report(network, active=None):
     """The paper's complexity columns as a JSON-serialisable dict.
 

@@ -206,6 +206,11 @@ class LossConfig(_Settings):
     # MNIST); keeping 60,000 on a subset keeps beta / N equal to the paper's
     # (SPEC pitfall 2). None divides by the actual training-set size.
     kl_normalizer: int | None = 60000
+    # gamma: each gate's KL term is weighted by (the FLOPs one of its units
+    # costs / the mean over gated units)^gamma, so the pruning pressure
+    # follows the cost (complexity.flops_kl_weights). 0: every unit alike,
+    # the paper.
+    kl_flops_exponent: float = 0.0
     # lambda: weight of the vulnerability suppression loss.
     vs_weight: float = 1e-3
     adv_weight: float = 2.0
@@ -216,6 +221,7 @@ class LossConfig(_Settings):
     def _checks(self, key):
         return [
             _finite(self.kl_weight, f"{key}.kl_weight", 0),
+            _finite(self.kl_flops_exponent, f"{key}.kl_flops_exponent", 0),
             _finite(self.vs_weight, f"{key}.vs_weight", 0),
             _finite(self.adv_weight, f"{key}.adv_weight", 0),
             _finite(self.trades_weight, f"{key}.trades_weight", 0),
@@ -257,6 +263,11 @@ class TrainConfig(_Settings):
     # (anpvs_tf.compact_training): the masked fine-tune's steps, at the
     # compact network's cost. False: keep training the masked network.
     compact_fine_tune: bool = True
+    # The weights' learning rate once the gates freeze (after gate_epochs),
+    # decayed as the rest of the schedule. None: weight_learning_rate
+    # throughout. The gates prune more against fast-learning weights; the
+    # pruned network fine-tunes to a more robust point at a slower rate.
+    fine_tune_learning_rate: float | None = None
 
     def _checks(self, key):
         gated = self.method in GATED_METHODS
@@ -290,6 +301,14 @@ class TrainConfig(_Settings):
                     f"{key}.weight_learning_rate", 0, strict=True),
             _finite(self.gate_learning_rate, f"{key}.gate_learning_rate", 0,
                     strict=True),
+            (self.fine_tune_learning_rate is None
+             or _finite(self.fine_tune_learning_rate, "", 0, strict=True)[0],
+             f"`{key}.fine_tune_learning_rate` must be a finite number > 0 "
+             f"(got {self.fine_tune_learning_rate}), or none"),
+            (self.fine_tune_learning_rate is None
+             or self.gate_epochs is not None,
+             f"`{key}.fine_tune_learning_rate` needs `{key}.gate_epochs`: "
+             "it is the rate after the gates freeze"),
             (all(isinstance(f, (int, float)) and 0 < f < 1
                  for f in self.decay_fractions),
              f"`{key}.decay_fractions` must lie in (0, 1) (got "

@@ -34,11 +34,15 @@ def _mean_over_positions(features):
     return tf.reduce_mean(features, axis=spatial) if spatial else features
 
 
-def gate_kl(gates):
-    """Sum of the KL terms of all gates (0 for an ungated network)."""
+def gate_kl(gates, weights=None):
+    """Sum of the KL terms of all gates (0 for an ungated network), each
+    times weights[gate name] where `weights` names it."""
     if not gates:
         return tf.constant(0.0)
-    return tf.add_n([gate.kl_divergence() for gate in gates])
+    weights = weights or {}
+    return tf.add_n([
+        weights.get(gate.name, 1.0) * gate.kl_divergence() for gate in gates
+    ])
 
 
 def l2_penalty(kernels):

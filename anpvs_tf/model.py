@@ -55,6 +55,8 @@ class ANPVSModel(keras.Model):
         attack: AttackConfig used to craft training examples.
         eval_attack: AttackConfig used by `evaluate` (test_step).
         kl_weight: beta. kl_normalizer: the N dividing the KL.
+        kl_gate_weights: {gate name: multiplier of its KL term}
+            (complexity.flops_kl_weights); None: all 1, the paper.
         vs_weight: lambda. adv_weight: w. l2_weight: weight decay.
         trades_weight: TRADES' beta.
         seed: int seed of the attack's random start (training) and of
@@ -69,6 +71,7 @@ class ANPVSModel(keras.Model):
         eval_attack=None,
         kl_weight=4.0,
         kl_normalizer=60000,
+        kl_gate_weights=None,
         vs_weight=1e-3,
         adv_weight=2.0,
         l2_weight=1e-4,
@@ -98,6 +101,7 @@ class ANPVSModel(keras.Model):
         self.eval_attack = eval_attack or self.attack
         self.kl_weight = float(kl_weight)
         self.kl_normalizer = float(kl_normalizer)
+        self.kl_gate_weights = dict(kl_gate_weights or {})
         self.vs_weight = float(vs_weight)
         self.adv_weight = float(adv_weight)
         self.l2_weight = float(l2_weight)
@@ -141,6 +145,7 @@ class ANPVSModel(keras.Model):
             eval_attack=self.eval_attack,
             kl_weight=self.kl_weight,
             kl_normalizer=self.kl_normalizer,
+            kl_gate_weights=self.kl_gate_weights,
             vs_weight=self.vs_weight,
             adv_weight=self.adv_weight,
             l2_weight=self.l2_weight,
@@ -285,7 +290,8 @@ class ANPVSModel(keras.Model):
                 )
         if self.gates:
             terms["kl_loss"] = (
-                self.kl_weight * losses.gate_kl(self.gates)
+                self.kl_weight
+                * losses.gate_kl(self.gates, self.kl_gate_weights)
                 / self.kl_normalizer
             )
         # Terms of the losses that are not tracked on their own.

@@ -59,11 +59,13 @@ from anpvs_tf.base import copy_base_weights  # noqa: E402
 from anpvs_tf.compact_training import fit_in_phases  # noqa: E402
 from anpvs_tf.complexity import complexity_report  # noqa: E402
 from anpvs_tf.datasets import DATASET_INFO  # noqa: E402
+from anpvs_tf.errors import ConfigError  # noqa: E402
 from anpvs_tf.evaluation.plots import plot_budget_tradeoff  # noqa: E402
 from anpvs_tf.evaluation.results import strong_evaluation  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from anpvs_tf.training import train  # noqa: E402
+from anpvs_tf.workdir import CONFIG_FILE  # noqa: E402
 from timing import epochs_in  # noqa: E402
 
 flags.DEFINE_string("runs_dir", "bench/runs/budget_search",
@@ -305,6 +307,24 @@ ANP_VS_TRIALS = {
     "trades_base_6_epochs_24_gate_4_step_0.04_tbeta_3_lr_0.005_beta_69"
     "_gate_lr_0.1": slower_weights(4, {"loss.kl_weight": 68.6,
                                        "train.gate_learning_rate": 0.1}),
+    # The paper weighs every unit's KL alike, so the gates prune the cheap
+    # fully connected units and keep the convolutions (4.93x FLOPs at
+    # 60.66 % of the units): the KL weighted by what a unit costs.
+    **{f"trades_base_6_epochs_24_gate_4_step_0.04_tbeta_3_lr_0.005_beta_69"
+       f"_flops_{exponent:g}": slower_weights(4, {
+           "loss.kl_weight": 68.6, "loss.kl_flops_exponent": exponent})
+       for exponent in (0.5, 0.25)},
+    # The slower weight rate is the most robust on either loss, but the
+    # gates prune less against it: the recipe's rate while the gates
+    # learn, the slower one for the fine-tune after they freeze.
+    **{f"at_base_6_epochs_24_gate_6_step_0.04_adv_1.5_ft_lr_{rate:g}":
+       from_at_base(6, 24, 6, {"loss.adv_weight": 1.5,
+                               "train.fine_tune_learning_rate": rate})
+       for rate in (0.003, 0.005)},
+    "trades_base_6_epochs_24_gate_4_step_0.04_tbeta_3_ft_lr_0.005":
+        from_trades_base(6, 24, 4, {
+            "loss.trades_weight": 3.0,
+            "train.fine_tune_learning_rate": 0.005}),
 }
 AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
 # The unpruned baselines, trained for the chosen trial's time with its
@@ -342,14 +362,23 @@ def fit_phases(model, config, images, labels):
                   fit)
 
 
+def same_config(stored, config):
+    """Whether a cached trial's config is `config`: a setting added since,
+    at its default (the behaviour before it existed), is no change."""
+    try:
+        return stored is not None and config_lib.from_dict(stored) == config
+    except ConfigError:  # a setting this version no longer has
+        return False
+
+
 def run_trial(name, config, base_dir):
     """Trains `config` on the training split, scores it on the
     validation split; cached in runs_dir/<name>.json."""
     path = Path(FLAGS.runs_dir) / f"{name}.json"
     if path.exists():
         cached = files.read_json(path, "delete it to rerun the trial")
-        if (cached.get("config") == json.loads(config.to_json())
-                and cached.get("fit") == FIT):
+        if same_config(cached.get("config"), config) and cached.get(
+                "fit") == FIT:
             return cached
     train_images, train_labels = data.load_split(config.data, "train")
     val_images, val_labels = data.load_split(config.data, "validation")
@@ -378,6 +407,7 @@ def run_trial(name, config, base_dir):
         "unit_sparsity": size["unit_sparsity"],
         "flops_speedup": size["flops_speedup"],
         "params": size["params"],
+        "active_units_per_gate": size["active_units_per_gate"],
         # Machines differ in speed from one session to the next.
         "measured_on": time.strftime("%Y-%m-%d %H:%M UTC",
                                      time.gmtime()),
@@ -408,10 +438,17 @@ def trained_base(config):
     settings = base_config(config)
     # Trials whose bases train alike share one; any setting the base
     # reads (its method, epochs, learning rate, attack) makes another.
-    digest = hashlib.sha256(settings.to_json().encode()).hexdigest()[:8]
-    name = (f"base_{config.train.base_method}_{config.train.base_epochs}"
-            f"_{digest}")
-    base_dir = Path(FLAGS.runs_dir) / name
+    # Found by its config, so a setting added since (at its default)
+    # keeps the base its digest named.
+    prefix = f"base_{config.train.base_method}_{config.train.base_epochs}_"
+    base_dir = next(
+        (d for d in sorted(Path(FLAGS.runs_dir).glob(prefix + "*"))
+         if (d / CONFIG_FILE).exists() and same_config(
+             files.read_json(d / CONFIG_FILE, "delete the base"), settings)),
+        None)
+    if base_dir is None:
+        digest = hashlib.sha256(settings.to_json().encode()).hexdigest()[:8]
+        base_dir = Path(FLAGS.runs_dir) / (prefix + digest)
     # Its starting-point report scores held-out training images: the
     # search never reads the test set.
     train(settings, base_dir, verbose=0,
@@ -460,8 +497,14 @@ def with_earlier(trials, earlier, key):
                if n not in trials}, **trials}
 
 
-def baseline_trials(method, recipe, chosen_overrides, budget, earlier,
-                    chosen):
+def earlier_budget(earlier):
+    """The training seconds the earlier report gave the baselines."""
+    chosen = earlier.get("anp_vs_chosen")
+    trials = earlier.get("anp_vs_trials", {})
+    return total_seconds(trials[chosen]) if chosen in trials else math.inf
+
+
+def baseline_trials(method, recipe, chosen_overrides, budget, earlier):
     """The unpruned `method` trained for `budget` seconds (its epochs
     timed on the same split), with the chosen trial's
     training attack and loss setting (BASELINES' value if it has none),
@@ -477,10 +520,12 @@ def baseline_trials(method, recipe, chosen_overrides, budget, earlier,
         run_trial(f"{method}_probe" + ("" if n == 1 else f"_{n}"),
                   config_lib.replace(own, **{"train.epochs": n}),
                   None)["train_seconds"] for n in (1, 3)))
-    if (earlier.get("anp_vs_chosen") == chosen
-            and f"{method}_epochs" in earlier):
-        # The same budget, timed with its trials on one machine (the
-        # probe here may run on a faster or slower one).
+    if (f"{method}_epochs" in earlier
+            and earlier.get(f"{method}_shared_overrides") == shared
+            and abs(earlier_budget(earlier) - budget) <= 0.02 * budget):
+        # The same budget (within 2 %) and settings, timed with its trials
+        # on one machine (the probe here may run on a faster or slower
+        # one: 9 to 13 s for the same AT epoch within an hour).
         epochs = earlier[f"{method}_epochs"]
     trials = {}
     for rate in AT_LEARNING_RATES:
@@ -533,7 +578,7 @@ def main(argv):
     budget = total_seconds(trials[chosen])
     baselines = {
         method: baseline_trials(method, recipe, ANP_VS_TRIALS[chosen],
-                                budget, earlier, chosen)
+                                budget, earlier)
         for method in BASELINES}
     report = {
         "recipe": RECIPE,

@@ -15,6 +15,8 @@ import models  # noqa: F401
 from anpvs_tf.complexity import Complexity
 from anpvs_tf.complexity import complexity_report
 from anpvs_tf.complexity import count_complexity
+from anpvs_tf.complexity import flops_kl_weights
+from anpvs_tf.complexity import unit_flops
 from anpvs_tf.gates import BetaBernoulliGate
 from anpvs_tf.layers import gates_of
 from anpvs_tf.pruning import compact_network
@@ -185,6 +187,43 @@ def test_gated_lenet_at_init_is_full(gated_lenet):
     assert report["memory_pct"] == 100.0
     assert report["params_full"] == LENET_PARAMS
     assert report["weight_sparsity"] == 0.0
+
+
+def test_unit_flops_counts_what_one_unit_feeds(gated_lenet):
+    # A conv1 channel: its own 24*24*51 in conv1, its 4*12*12 pool outputs
+    # and 2*25 multiply-adds of each of conv2's 50*8*8 outputs.
+    conv1 = 24 * 24 * 51 + 4 * 12 * 12 + 50 * 8 * 8 * 2 * 25
+    # A conv2 channel: 8*8*1001 in conv2, 4*4*4 in pool2 and its 16
+    # flattened features, 2 FLOPs each in each of fc1's 500 units.
+    conv2 = 8 * 8 * 1001 + 4 * 4 * 4 + 16 * 2 * 500
+    # A flattened feature: 2 FLOPs in each fc1 unit. An fc1 unit: its
+    # 2*800 - 1 multiply-adds, bias and ReLU, and 2 FLOPs in each logit.
+    assert unit_flops(gated_lenet) == {
+        "conv1_gate": conv1, "conv2_gate": conv2,
+        "flatten_gate": 2 * 500, "fc1_gate": 2 * 800 + 1 + 2 * 10,
+    }
+
+
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
+def test_flops_kl_weights_follow_cost_and_average_one_per_unit(
+        gated_lenet, exponent):
+    weights = flops_kl_weights(gated_lenet, exponent)
+    costs = unit_flops(gated_lenet)
+    units = {"conv1_gate": 20, "conv2_gate": 50, "flatten_gate": 800,
+             "fc1_gate": 500}
+    # The total pressure of beta is unchanged: a unit-weighted mean of 1.
+    mean = sum(weights[g] * n for g, n in units.items()) / sum(
+        units.values())
+    np.testing.assert_allclose(mean, 1.0, rtol=1e-12)
+    # Ratios between gates are the cost ratios to the exponent.
+    np.testing.assert_allclose(
+        weights["conv1_gate"] / weights["fc1_gate"],
+        (costs["conv1_gate"] / costs["fc1_gate"]) ** exponent, rtol=1e-12)
+    if exponent == 0.0:
+        assert set(weights.values()) == {1.0}
+    else:
+        assert (weights["conv1_gate"] > weights["conv2_gate"]
+                > weights["fc1_gate"] > weights["flatten_gate"])
 
 
 def test_pruned_lenet_from_active_dict(gated_lenet):

@@ -1,6 +1,7 @@
 """Settings: validation at construction, one override path, layering."""
 
 import ast
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -163,6 +164,18 @@ def test_library_messages_name_the_scripts_flags():
     assert cli.flag_message(message, values) == (
         "train.gate_epochs=5 must be less than --epochs=2; "
         "train.decay_fractions too; choose another --workdir")
+
+
+def test_a_config_stored_before_a_setting_existed_reads_as_its_default():
+    """What lets a cached run (bench/budget_search.py) stay valid when a
+    setting is added: its default is the behaviour before it existed."""
+    config = ExperimentConfig()
+    stored = json.loads(config.to_json())
+    del stored["loss"]["kl_flops_exponent"]
+    del stored["train"]["fine_tune_learning_rate"]
+    assert config_lib.from_dict(stored) == config
+    stored["train"]["epochs"] += 1
+    assert config_lib.from_dict(stored) != config
 
 
 def test_modules_import_only_what_is_below_them():

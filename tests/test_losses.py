@@ -155,6 +155,17 @@ def test_gate_kl_is_sum_of_gate_kls():
     )
 
 
+def test_gate_kl_weights_each_named_gate():
+    network = build_network("lenet5_caffe", gated=True, seed=0)
+    gates = gates_of(network)
+    kls = [float(gate.kl_divergence()) for gate in gates]
+    weights = {gates[0].name: 3.0, gates[2].name: 0.5}
+    # Gates the dict leaves out count once.
+    expected = 3.0 * kls[0] + kls[1] + 0.5 * kls[2] + kls[3]
+    np.testing.assert_allclose(
+        float(losses.gate_kl(gates, weights)), expected, rtol=1e-6)
+
+
 def test_l2_penalty_is_half_sum_of_squares():
     rng = np.random.RandomState(0)
     kernels = [

@@ -4,11 +4,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from anpvs_tf import config as config_lib
+from anpvs_tf.assembly import build_model
+from anpvs_tf.complexity import flops_kl_weights
 from anpvs_tf.methods import ADVERSARIAL_METHODS
 from anpvs_tf.methods import GATED_METHODS
 from anpvs_tf.methods import METHODS
 from anpvs_tf.methods import OBJECTIVES
 from anpvs_tf.methods import Objective
+from anpvs_tf.registry import get_experiment
 from tests.test_model import ATTACK
 from tests.test_model import make_model
 
@@ -77,3 +81,32 @@ def test_anp_vs_trades_minimises_trades_loss_with_gates_and_vs(
         robust + model.vs_weight * terms["vs_loss"] + terms["kl_loss"])
     # What is left is the L2 penalty: positive and small.
     assert 0 < penalty < 0.1 * float(weight_loss)
+
+
+def test_kl_flops_exponent_weights_each_gates_kl_by_its_cost(
+        mnist_test_batch):
+    """loss.kl_flops_exponent reaches the gate KL that both optimizers
+    minimise: beta * sum_g w_g KL_g / N, w from complexity.flops_kl_weights;
+    0 leaves every gate's KL as the paper has it."""
+    images, labels = mnist_test_batch
+    x, y = tf.constant(images[:8]), tf.constant(labels[:8])
+    recipe = get_experiment("lenet5_caffe_mnist_anp_vs")
+    kl_terms = {}
+    for exponent in (0.0, 0.5):
+        config = config_lib.replace(
+            recipe, **{"loss.kl_flops_exponent": exponent})
+        model = build_model(config, (28, 28, 1), 10, 5000)
+        _, _, terms, _ = model._loss_terms(x, y, x)  # any x_adv
+        kls = {gate.name: float(gate.kl_divergence())
+               for gate in model.gates}
+        weights = (flops_kl_weights(model.network, exponent)
+                   if exponent else {})
+        assert model.kl_gate_weights == weights
+        expected = sum(weights.get(name, 1.0) * kl
+                       for name, kl in kls.items())
+        np.testing.assert_allclose(
+            float(terms["kl_loss"]),
+            recipe.loss.kl_weight * expected / recipe.loss.kl_normalizer,
+            rtol=1e-5)
+        kl_terms[exponent] = float(terms["kl_loss"])
+    assert kl_terms[0.5] != kl_terms[0.0]
