@@ -30,6 +30,7 @@ import models  # noqa: E402,F401  (registers the zoo)
 from anpvs_tf.delivery import deliver  # noqa: E402
 from anpvs_tf.delivery import format_summary  # noqa: E402
 from anpvs_tf.delivery import plan  # noqa: E402
+from anpvs_tf.delivery import run_seconds  # noqa: E402
 from anpvs_tf.methods import BASE_METHODS  # noqa: E402
 from anpvs_tf.methods import METHODS  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
@@ -191,7 +192,7 @@ def main(argv):
     workdir = FLAGS.workdir or f"runs/{FLAGS.model}"
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     command = shlex.join(["python", *sys.argv])
-    print(plan(config))
+    print(plan(config, run_seconds(config)))
     started = time.perf_counter()
     # The summary below replaces the training's own results table.
     results = train(config, workdir, overwrite=FLAGS.overwrite,

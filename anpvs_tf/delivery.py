@@ -22,11 +22,15 @@ import tensorflow as tf
 from anpvs_tf import data
 from anpvs_tf import files
 from anpvs_tf import serving
+from anpvs_tf.complexity import count_complexity
 from anpvs_tf.datasets import DATASET_INFO
 from anpvs_tf.evaluation.plots import plot_training_curve
 from anpvs_tf.evaluation.tables import markdown_table
 from anpvs_tf.exporter import export_workdir
+from anpvs_tf.base import BASE_TEST_EXAMPLES
 from anpvs_tf.methods import FROM_BASE_METHODS
+from anpvs_tf.methods import GATED_METHODS
+from anpvs_tf.methods import OBJECTIVES
 from anpvs_tf.registry import build_network
 from anpvs_tf.speed import speed_report
 from anpvs_tf.workdir import CURVE_FILE
@@ -119,8 +123,87 @@ def deliver(config, workdir, results, started, log=print):
     return summary
 
 
-def plan(config):
-    """One line: what train.py will do with `config`, phase by phase."""
+# What training and attacks reach on 2 CPU cores, in FLOPs of the full
+# network's forward passes per second: the four runs of
+# bench/results/quickstart.json (2026-12-07, LeNet-5-Caffe) gave 58-80e9
+# by `estimated_seconds`' count, their wall times against it; the median.
+# Other machines and networks differ; the header calls its figure "about".
+CPU_FLOPS_PER_SECOND = 70e9
+# A compact fine-tune epoch against a masked one (the same run: 8.3 s
+# against 13.6 s an epoch); the evaluation's attacks too.
+COMPACT_EPOCH_COST = 0.6
+
+
+def _passes_per_example(method, attack_steps):
+    """Forward-pass equivalents one training example costs in a step (a
+    backward pass counts two): the attack's steps, then a clean and an
+    adversarial pass, or one clean pass."""
+    if OBJECTIVES[method].attack is None:
+        return 3
+    return 3 * attack_steps + 6
+
+
+def training_passes(config, train_examples):
+    """Forward-pass equivalents of a run's training, its base model's and
+    the per-epoch monitor included (a backward pass counts two; a compact
+    fine-tune epoch COMPACT_EPOCH_COST of a full one)."""
+    train, steps = config.train, config.attack.num_steps
+    epochs = train.epochs
+    if train.gate_epochs is not None and train.compact_fine_tune:
+        epochs = train.gate_epochs + COMPACT_EPOCH_COST * (
+            train.epochs - train.gate_epochs)
+    monitor = config.data.monitor_examples * (3 * steps + 2)
+    passes = (epochs * train_examples
+              * _passes_per_example(train.method, steps)
+              + train.epochs * monitor)
+    if train.method in FROM_BASE_METHODS and train.base_workdir is None:
+        passes += train.base_epochs * (train_examples * _passes_per_example(
+            train.base_method, steps) + monitor)
+    return passes
+
+
+def evaluation_passes(config, test_examples):
+    """Forward-pass equivalents of the evaluation after training (and of
+    the base model's report)."""
+    pgd = 3 * config.eval.attack.num_steps + 2
+    strong = min(config.eval.strong_examples, test_examples)
+    passes = (test_examples * pgd
+              + strong * (6 * config.eval.apgd_steps + pgd))
+    if config.train.method in GATED_METHODS:
+        # The attacks run on the compact network (evaluation.Classifier).
+        passes *= COMPACT_EPOCH_COST
+    if (config.train.method in FROM_BASE_METHODS
+            and config.train.base_workdir is None):
+        passes += min(BASE_TEST_EXAMPLES, test_examples) * pgd
+    return passes
+
+
+def estimated_seconds(config, forward_flops, train_examples,
+                      test_examples):
+    """About how long train.py takes for `config` on 2 CPU cores: every
+    pass of training and evaluation, each worth `forward_flops` (the full
+    network's forward pass on one image), at CPU_FLOPS_PER_SECOND."""
+    passes = (training_passes(config, train_examples)
+              + evaluation_passes(config, test_examples))
+    return passes * forward_flops / CPU_FLOPS_PER_SECOND
+
+
+def run_seconds(config):
+    """estimated_seconds for train.py's run of `config`: its data's sizes
+    and its network's forward FLOPs (built unpruned, nothing trained)."""
+    train_examples = len(data.load_split(config.data, "train")[1])
+    test_examples = len(data.load_split(config.data, "test")[1])
+    input_shape, num_classes = DATASET_INFO[config.data.dataset]
+    network = build_network(
+        config.model.architecture, num_classes=num_classes,
+        input_shape=input_shape, gated=False, seed=config.train.seed)
+    flops = count_complexity(network, active="all").flops
+    return estimated_seconds(config, flops, train_examples, test_examples)
+
+
+def plan(config, seconds=None):
+    """One line: what train.py will do with `config`, phase by phase, and
+    `seconds` (estimated_seconds) as about how long."""
     train = config.train
     steps = []
     if train.method in FROM_BASE_METHODS and train.base_workdir is None:
@@ -140,8 +223,21 @@ def plan(config):
                      f"{config.eval.strong_examples:,}")
     if config.serve.export:
         steps.append("compact export and serving check")
-    return (f"{config.model.architecture} on {config.data.dataset}: "
+    line = (f"{config.model.architecture} on {config.data.dataset}: "
             + " -> ".join(steps))
+    if seconds is not None:
+        line += f"; about {_duration(seconds)} on 2 CPU cores"
+    return line
+
+
+def _duration(seconds):
+    """A rough duration in the unit a reader plans with."""
+    minutes = seconds / 60
+    if minutes < 1.5:
+        return "1 min"
+    if minutes < 90:
+        return f"{round(minutes)} min"
+    return f"{minutes / 60:.1f} h"
 
 
 def summary_rows(summary):

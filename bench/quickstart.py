@@ -8,16 +8,21 @@ nothing is resumed, and records its wall time (base model, ANP-VS,
 evaluation, compact export, serving check) and the summary it wrote; then
 ROBUST_COMMAND, the README's more robust alternative, the same way. Then
 trains the unpruned baselines, AT and TRADES, by the same script on the
-same data for the same training time (each one's epochs from its runs of 1
-and 3 epochs timed here: the epoch and the start-up), each with the weight
-learning rate bench/budget_search.py chose for it on the held-out
-validation split and the training attack and loss setting it shares with
-the recipe (bench/results/budget_search.json), and the same evaluation.
+same data for the same training work (each one's epochs: the main
+command's training passes over one baseline epoch's, counted by
+anpvs_tf.delivery.training_passes; a timed probe run of one epoch said 13
+to 19 s for the same AT epoch within the hour, and gave AT 26 % less
+training time than ANP-VS), each with the weight learning rate
+bench/budget_search.py chose for it on the held-out validation split and
+the training attack and loss setting it shares with the recipe
+(bench/results/budget_search.json), and the same evaluation. Both
+training times are measured and shown.
 Writes bench/results/quickstart.{json,md}.
 """
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -29,15 +34,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from anpvs_tf import cli  # noqa: E402
+
+cli.start()  # before anything imports TensorFlow
+
+import models  # noqa: E402,F401  (registers the zoo)
+from anpvs_tf import config as config_lib  # noqa: E402
+from anpvs_tf import data  # noqa: E402
 from anpvs_tf import files  # noqa: E402
+from anpvs_tf.delivery import training_passes  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from main_command import MAIN_COMMAND  # noqa: E402
 from main_command import ROBUST_COMMAND  # noqa: E402
 from main_command import run  # noqa: E402
 from main_command import training_seconds  # noqa: E402
-from timing import epochs_in  # noqa: E402
+from anpvs_tf.registry import get_experiment  # noqa: E402
 
 SEARCH = ROOT / "bench/results/budget_search.json"
+MAIN_RECIPE = next(arg.split("=", 1)[1] for arg in shlex.split(MAIN_COMMAND)
+                   if arg.startswith("--model="))
 
 flags.DEFINE_string("output", "bench/results/quickstart",
                     "Output path without extension.")
@@ -62,33 +77,41 @@ def baseline_recipe(method):
             search[f"{method}_shared_overrides"])
 
 
-def baseline_command(method, epochs, learning_rate, shared):
+def baseline_settings(method, epochs, learning_rate, shared):
     """The unpruned `method` on the same data, evaluated like the main
-    command."""
-    overrides = "".join(f"--override={key}={value} "
-                        for key, value in shared.items())
-    return (f"python train.py --model=lenet5_caffe_mnist_{method} "
-            f"--epochs={epochs} --weight_lr={learning_rate} "
-            # The main command's training attack, loss mix and monitor
-            # slice, so that both spend their training time on the same
-            # work.
-            f"--pgd_steps=10 {overrides}--monitor_examples=200 "
-            "--override=eval.strong_examples=1000 "
-            f"--override=serve.export=true --workdir=runs/quickstart_{method}")
+    command: its recipe and these overrides."""
+    main = get_experiment(MAIN_RECIPE)
+    return f"lenet5_caffe_mnist_{method}", {
+        "train.epochs": epochs, "train.weight_learning_rate": learning_rate,
+        # The main command's training attack, loss mix and monitor slice,
+        # so that both spend their training time on the same work.
+        "attack.num_steps": main.attack.num_steps, **shared,
+        "data.monitor_examples": main.data.monitor_examples,
+        "eval.strong_examples": main.eval.strong_examples,
+        "serve.export": True}
 
 
-def probe_seconds(scratch, method, rate, shared):
-    """Training times of `method`'s runs of 1 and 3 epochs by the same
-    script (timing.epochs_in turns them into its epochs)."""
-    seconds = []
-    for epochs in (1, 3):
-        _, probe = run(baseline_command(method, epochs, rate, shared),
-                       Path(scratch) / f"{method}_probe_{epochs}",
-                       "--test_examples=100",
-                       "--override=serve.export=false",
-                       "--override=eval.strong_examples=0")
-        seconds.append(probe["results"]["train_seconds"])
-    return seconds
+def baseline_command(recipe, overrides):
+    return (f"python train.py --model={recipe} "
+            + "".join(f"--override={key}={_text(value)} "
+                      for key, value in overrides.items())
+            + f"--workdir=runs/quickstart_{recipe.split('_mnist_')[-1]}")
+
+
+def _text(value):
+    """A setting as --override reads it."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def matched_epochs(method, rate, shared, train_examples):
+    """The baseline's epochs whose training passes (base and monitor
+    included) come closest to the main command's."""
+    budget = training_passes(get_experiment(MAIN_RECIPE), train_examples)
+    recipe, overrides = baseline_settings(method, 1, rate, shared)
+    one_epoch = training_passes(
+        config_lib.replace(get_experiment(recipe), **overrides),
+        train_examples)
+    return max(1, round(budget / one_epoch))
 
 
 def row(command, seconds, summary, workdir):
@@ -121,18 +144,15 @@ def main(argv):
             workdir = Path(scratch) / "anp_vs_robust"
             report["robust"] = row(ROBUST_COMMAND,
                                    *run(ROBUST_COMMAND, workdir), workdir)
+        train_examples = len(data.load_split(
+            get_experiment(MAIN_RECIPE).data, "train")[1])
         for method in FLAGS.baselines:
             rate, shared = baseline_recipe(method)
-            # Its epochs fill ANP-VS's training time (base included) as
-            # closely as whole epochs can.
-            epoch, overhead, epochs = epochs_in(
-                report["train_seconds"],
-                *probe_seconds(scratch, method, rate, shared))
-            command = baseline_command(method, epochs, rate, shared)
+            command = baseline_command(*baseline_settings(
+                method, matched_epochs(method, rate, shared, train_examples),
+                rate, shared))
             workdir = Path(scratch) / method
             report[method] = row(command, *run(command, workdir), workdir)
-            report[method].update(epoch_seconds_probe=epoch,
-                                  start_seconds_probe=overhead)
     report.update(load_before=load_before, load_after=os.getloadavg(),
                   cpu_cores=os.cpu_count())
     files.write_json(f"{FLAGS.output}.json", report)
@@ -144,9 +164,10 @@ def main(argv):
              "CPU cores (1-minute load average before / after: "
              f"{load_before[0]:.2f} / {report['load_after'][0]:.2f}); "
              "the unpruned baselines by the same script for the same "
-             "training time (epochs: ANP-VS's training time, base "
-             "included, less the baseline's start-up, over one of its "
-             "epochs, both timed here from its runs of 1 and 3 epochs), "
+             "training work (epochs: the main command's training passes, "
+             "base and monitor included, over one baseline epoch's, "
+             "counted by anpvs_tf.delivery.training_passes; both training "
+             "times as measured), "
              "each with the weight learning rate bench/budget_search.py "
              "chose for it on the validation split and the training "
              "attack and loss setting it shares with the recipe. "

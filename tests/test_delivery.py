@@ -13,11 +13,15 @@ import tensorflow as tf
 from anpvs_tf import config as config_lib
 from anpvs_tf.config import AttackConfig
 from anpvs_tf.config import EvalConfig
+from anpvs_tf.delivery import CPU_FLOPS_PER_SECOND
 from anpvs_tf.delivery import deliver
+from anpvs_tf.delivery import estimated_seconds
+from anpvs_tf.delivery import plan
 from anpvs_tf.delivery import summary_rows
 from anpvs_tf.evaluation.engine import RobustnessEvaluator
 from anpvs_tf.evaluation.results import evaluate_model
 from anpvs_tf.evaluation.results import strong_evaluation
+from anpvs_tf.registry import get_experiment
 from anpvs_tf.speed import speed_report
 from anpvs_tf.training import train
 from anpvs_tf.workdir import check_workdir
@@ -178,3 +182,53 @@ def test_phase_progress_spans_every_remaining_step(capsys):
     assert progress.done == 8
     assert progress.bar._seen_so_far == 8
     assert "8/8" in capsys.readouterr().out
+
+
+def _estimate_config(method="at", **overrides):
+    return config_lib.replace(
+        get_experiment(f"lenet5_caffe_mnist_{method}"),
+        **{"train.epochs": 2, "attack.num_steps": 3,
+           "eval.attack.num_steps": 4, "data.monitor_examples": 10,
+           "eval.strong_examples": 0, **overrides})
+
+
+def _passes(config, train_examples=100, test_examples=50):
+    """estimated_seconds in forward passes (FLOPs per pass = the rate)."""
+    return estimated_seconds(config, CPU_FLOPS_PER_SECOND, train_examples,
+                             test_examples)
+
+
+def test_the_estimate_counts_every_pass_of_training_and_evaluation():
+    # AT: 2 epochs x 100 examples x (3 attack steps x 3 + 6), the monitor's
+    # 2 x 10 x (3 x 3 + 2), PGD-4 on 50 test images: 50 x (4 x 3 + 2).
+    assert _passes(_estimate_config()) == pytest.approx(3000 + 220 + 700)
+    # The strong suite adds APGD-CE and -DLR (3 passes a step each) and
+    # its PGD on its examples.
+    strong = _estimate_config(**{"eval.strong_examples": 20,
+                                 "eval.apgd_steps": 5})
+    assert _passes(strong) - _passes(_estimate_config()) == pytest.approx(
+        20 * (6 * 5 + 14))
+    # Standard training: one clean pass and its backward pass.
+    assert _passes(_estimate_config("standard")) == pytest.approx(
+        2 * 100 * 3 + 220 + 700)
+
+
+def test_the_estimate_grows_with_the_base_and_shrinks_with_compaction():
+    gated = _estimate_config("anp_vs", **{
+        "train.base_epochs": 1, "train.base_method": "at",
+        "train.epochs": 4, "train.gate_epochs": 1})
+    masked = config_lib.replace(gated, **{"train.compact_fine_tune": False})
+    # A compact fine-tune epoch costs less than a masked one.
+    assert _passes(gated) < _passes(masked)
+    given_base = config_lib.replace(gated,
+                                    **{"train.base_workdir": "elsewhere"})
+    # The base: its epoch (and monitor) and its report on the test images.
+    assert _passes(gated) - _passes(given_base) == pytest.approx(
+        100 * 15 + 10 * 11 + 50 * 14)
+
+
+def test_the_header_says_about_how_long():
+    config = get_experiment("lenet5_caffe_mnist_anp_vs_budget")
+    assert plan(config).endswith("serving check")
+    assert plan(config, 6.4 * 60).endswith("; about 6 min on 2 CPU cores")
+    assert plan(config, 3 * 3600).endswith("; about 3.0 h on 2 CPU cores")
