@@ -192,11 +192,13 @@ def main(argv):
     workdir = FLAGS.workdir or f"runs/{FLAGS.model}"
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     command = shlex.join(["python", *sys.argv])
-    print(plan(config, run_seconds(config)))
     started = time.perf_counter()
-    # The summary below replaces the training's own results table.
+    # The summary below replaces the training's own results table. The
+    # header estimates the time from the network's FLOPs: it builds the
+    # network, so it waits for the distribution strategy.
     results = train(config, workdir, overwrite=FLAGS.overwrite,
-                    verbose=verbose, command=command, report=False)
+                    verbose=verbose, command=command, report=False,
+                    announce=lambda: print(plan(config, run_seconds(config))))
     if results is not None:  # None: a worker other than the chief
         summary = deliver(config, workdir, results, started)
         print(f"\nSummary ({workdir}/{SUMMARY_TABLE}):\n")

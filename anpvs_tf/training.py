@@ -96,7 +96,7 @@ def _weights_digest(network):
 
 def train(config, workdir, overwrite=False, log=print, verbose="auto",
           command=None, report=True, test_examples=None,
-          evaluation_split="test"):
+          evaluation_split="test", announce=None):
     """Trains (or resumes) `config` in `workdir`; returns the results dict.
 
     `command`, the command line that started the run, is kept in the
@@ -108,10 +108,14 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
     images (a base model's starting-point report). `evaluation_split`:
     "validation" scores the run on the held-out training images instead,
     so that a search's base model never reads the test set.
+    `announce()` runs once the distribution strategy exists, before
+    anything else: train.py's header builds a network, which must wait.
     """
     # First: multi_worker configures TensorFlow's runtime, which has to
     # happen before any op runs.
     strategy = make_strategy(config.train.strategy)
+    if announce is not None:
+        announce()
     check_global_batch(strategy, config.train.batch_size)
     config = resolve_paths(config)
     paths = WorkerPaths(strategy, workdir)
