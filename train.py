@@ -198,7 +198,8 @@ def main(argv):
     # network, so it waits for the distribution strategy.
     results = train(config, workdir, overwrite=FLAGS.overwrite,
                     verbose=verbose, command=command, report=False,
-                    announce=lambda: print(plan(config, run_seconds(config))))
+                    announce=lambda *sizes: print(
+                        plan(config, run_seconds(config, *sizes))))
     if results is not None:  # None: a worker other than the chief
         summary = deliver(config, workdir, results, started)
         print(f"\nSummary ({workdir}/{SUMMARY_TABLE}):\n")

@@ -182,12 +182,13 @@ def unit_flops(network):
     conv1 unit costs about 200 times one hidden unit of fc1.
     """
     full = count_complexity(network, active="all").flops
+    masks = _gate_masks(network, "all")
     costs = {}
-    for name, mask in _gate_masks(network, "all").items():
-        mask[0] = False
+    for name, mask in masks.items():
+        one_off = mask.copy()
+        one_off[0] = False
         costs[name] = full - count_complexity(
-            network, active={**_gate_masks(network, "all"), name: mask}
-        ).flops
+            network, active={**masks, name: one_off}).flops
     return costs
 
 

@@ -188,11 +188,10 @@ def estimated_seconds(config, forward_flops, train_examples,
     return passes * forward_flops / CPU_FLOPS_PER_SECOND
 
 
-def run_seconds(config):
-    """estimated_seconds for train.py's run of `config`: its data's sizes
-    and its network's forward FLOPs (built unpruned, nothing trained)."""
-    train_examples = len(data.load_split(config.data, "train")[1])
-    test_examples = len(data.load_split(config.data, "test")[1])
+def run_seconds(config, train_examples, test_examples):
+    """estimated_seconds for train.py's run of `config` on that many
+    examples: its network's forward FLOPs (built unpruned, nothing
+    trained)."""
     input_shape, num_classes = DATASET_INFO[config.data.dataset]
     network = build_network(
         config.model.architecture, num_classes=num_classes,

@@ -108,34 +108,35 @@ def train(config, workdir, overwrite=False, log=print, verbose="auto",
     images (a base model's starting-point report). `evaluation_split`:
     "validation" scores the run on the held-out training images instead,
     so that a search's base model never reads the test set.
-    `announce()` runs once the distribution strategy exists, before
-    anything else: train.py's header builds a network, which must wait.
+    `announce(train_examples, test_examples)` runs once the strategy
+    exists and the data is loaded, before anything is created: train.py's
+    header builds a network, which must wait for the strategy.
     """
     # First: multi_worker configures TensorFlow's runtime, which has to
     # happen before any op runs.
     strategy = make_strategy(config.train.strategy)
-    if announce is not None:
-        announce()
     check_global_batch(strategy, config.train.batch_size)
     config = resolve_paths(config)
     paths = WorkerPaths(strategy, workdir)
     try:
         return _train(config, Path(workdir), overwrite, log, verbose,
                       strategy, paths, command, report, test_examples,
-                      evaluation_split)
+                      evaluation_split, announce)
     finally:
         paths.cleanup()
 
 
 def _train(config, workdir, overwrite, log, verbose, strategy, paths,
            command=None, report=True, test_examples=None,
-           evaluation_split="test"):
+           evaluation_split="test", announce=None):
     # Everything is checked before the workdir is touched, so a mistake
     # leaves nothing behind to conflict with the corrected command.
     train_images, train_labels = data.load_split(config.data, "train")
     test_images, test_labels = data.load_split(config.data, evaluation_split)
     test_images = test_images[:test_examples]
     test_labels = test_labels[:test_examples]
+    if announce is not None:
+        announce(len(train_labels), len(test_labels))
     if config.train.batch_size > len(train_labels):
         raise ConfigError(
             f"`train.batch_size`={config.train.batch_size} is larger than the "
