@@ -67,7 +67,11 @@ def _drop_retracing_notes(record):
 
 
 def _import_tensorflow():
-    if "TF_CPP_MIN_LOG_LEVEL" in os.environ:  # the user chose a level
+    # A level other than the quietest is the user's choice: the start-up
+    # banners show. "3" is also what a quiet parent (bench/quickstart.py
+    # running train.py) hands its children, whose banners are written
+    # whatever the level, so they stay hidden there too.
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3") != "3":
         import tensorflow  # noqa: F401
         return
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"

@@ -403,6 +403,33 @@ def test_quiet_start_up_keeps_the_errors_of_a_failed_import(tmp_path):
     assert "no tensorflow here" in result.stderr
 
 
+def test_start_up_banners_stay_hidden_in_a_quiet_scripts_children(
+        tmp_path):
+    """TensorFlow writes its start-up banners to file descriptor 2 before
+    any log level is read. A script started by a quiet one (quickstart's
+    train.py) inherits TF_CPP_MIN_LOG_LEVEL=3 and must hide them as well;
+    a user's lower level shows them."""
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(
+        "import logging, os\n"
+        "os.write(2, b'I0000 port.cc:153] oneDNN custom operations\\n')\n"
+        "def get_logger():\n    return logging.getLogger('stand-in')\n")
+    env = {k: v for k, v in os.environ.items()
+           if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
+    shown = {}
+    for level in (None, "3", "0"):
+        run_env = env if level is None else {
+            **env, "TF_CPP_MIN_LOG_LEVEL": level}
+        result = subprocess.run(
+            [sys.executable, "-c",
+             "import anpvs_tf.cli; anpvs_tf.cli.start()"],
+            capture_output=True, text=True, env=run_env, timeout=120)
+        assert result.returncode == 0, result.stderr
+        shown[level] = "oneDNN" in result.stderr
+    assert shown == {None: False, "3": False, "0": True}
+
+
 def test_start_turns_onednn_on_unless_the_user_chose(tmp_path):
     """TensorFlow turns its oneDNN kernels on by itself only on CPUs with
     AVX-512 VNNI or newer; start() asks for them before the import (what
