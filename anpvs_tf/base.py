@@ -24,6 +24,9 @@ def base_config(config):
            "train.epochs": config.train.base_epochs,
            "train.gate_epochs": None,
            "train.fine_tune_learning_rate": None,
+           # Gate settings: an unpruned base has none, so bases of runs
+           # that differ only there are the same run.
+           "loss.kl_flops_exponent": 0.0,
            "train.base_workdir": None,
            # The base is a starting point: PGD is enough to report.
            "eval.strong_examples": 0,

@@ -198,7 +198,9 @@ def flops_kl_weights(network, exponent):
     over units. The gate KL's total pressure stays that of beta; its share
     moves toward the units that cost the most, where the paper's equal
     weights prune the cheap fully connected units first and leave the
-    convolutions, which hold most of the FLOPs. exponent 0: all 1."""
+    convolutions, which hold most of the FLOPs. exponent 0: all 1;
+    negative: the pressure moves to the cheap units, sparing the costly
+    ones (capacity kept where FLOPs are already cut enough)."""
     costs = unit_flops(network)
     units = {
         layer.name: layer.units for layer in network.layers

@@ -209,7 +209,7 @@ class LossConfig(_Settings):
     # gamma: each gate's KL term is weighted by (the FLOPs one of its units
     # costs / the mean over gated units)^gamma, so the pruning pressure
     # follows the cost (complexity.flops_kl_weights). 0: every unit alike,
-    # the paper.
+    # the paper; negative: the costly units are spared.
     kl_flops_exponent: float = 0.0
     # lambda: weight of the vulnerability suppression loss.
     vs_weight: float = 1e-3
@@ -221,7 +221,7 @@ class LossConfig(_Settings):
     def _checks(self, key):
         return [
             _finite(self.kl_weight, f"{key}.kl_weight", 0),
-            _finite(self.kl_flops_exponent, f"{key}.kl_flops_exponent", 0),
+            _finite(self.kl_flops_exponent, f"{key}.kl_flops_exponent"),
             _finite(self.vs_weight, f"{key}.vs_weight", 0),
             _finite(self.adv_weight, f"{key}.adv_weight", 0),
             _finite(self.trades_weight, f"{key}.trades_weight", 0),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from anpvs_tf import config as config_lib
 from anpvs_tf import data
 from anpvs_tf import files
 from anpvs_tf import serving
@@ -160,6 +161,16 @@ def training_passes(config, train_examples):
         passes += train.base_epochs * (train_examples * _passes_per_example(
             train.base_method, steps) + monitor)
     return passes
+
+
+def matched_epochs(budget_passes, config, train_examples):
+    """The epochs of `config` whose training passes (training_passes) come
+    closest to `budget_passes`: an unpruned baseline given the same
+    training work as a pruned run, which a clock swinging by a third
+    within the hour on a shared machine cannot give."""
+    one_epoch = training_passes(
+        config_lib.replace(config, **{"train.epochs": 1}), train_examples)
+    return max(1, round(budget_passes / one_epoch))
 
 
 def evaluation_passes(config, test_examples):

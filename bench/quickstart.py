@@ -42,6 +42,7 @@ import models  # noqa: E402,F401  (registers the zoo)
 from anpvs_tf import config as config_lib  # noqa: E402
 from anpvs_tf import data  # noqa: E402
 from anpvs_tf import files  # noqa: E402
+from anpvs_tf.delivery import matched_epochs  # noqa: E402
 from anpvs_tf.delivery import training_passes  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from main_command import MAIN_COMMAND  # noqa: E402
@@ -49,6 +50,7 @@ from main_command import ROBUST_COMMAND  # noqa: E402
 from main_command import run  # noqa: E402
 from main_command import training_seconds  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
+from anpvs_tf.workdir import read_config  # noqa: E402
 
 SEARCH = ROOT / "bench/results/budget_search.json"
 MAIN_RECIPE = next(arg.split("=", 1)[1] for arg in shlex.split(MAIN_COMMAND)
@@ -60,7 +62,7 @@ flags.DEFINE_bool("robust", True,
                   "Also run ROBUST_COMMAND, the README's alternative.")
 flags.DEFINE_list("baselines", ["at", "trades"],
                   "Unpruned methods also trained for the same training "
-                  "time (empty: none).")
+                  "work, counted in network passes (empty: none).")
 FLAGS = flags.FLAGS
 
 
@@ -103,24 +105,26 @@ def _text(value):
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def matched_epochs(method, rate, shared, train_examples):
+def baseline_epochs(method, rate, shared, train_examples):
     """The baseline's epochs whose training passes (base and monitor
     included) come closest to the main command's."""
     budget = training_passes(get_experiment(MAIN_RECIPE), train_examples)
     recipe, overrides = baseline_settings(method, 1, rate, shared)
-    one_epoch = training_passes(
-        config_lib.replace(get_experiment(recipe), **overrides),
+    return matched_epochs(
+        budget, config_lib.replace(get_experiment(recipe), **overrides),
         train_examples)
-    return max(1, round(budget / one_epoch))
 
 
-def row(command, seconds, summary, workdir):
+def row(command, seconds, summary, workdir, train_examples):
     results = summary["results"]
     strong = results["strong"]
     return {
         "command": command,
         "wall_seconds": round(seconds, 1),
         "train_seconds": round(training_seconds(summary, workdir), 1),
+        # The work the baselines are matched on, base included.
+        "train_passes": training_passes(read_config(workdir),
+                                        train_examples),
         "clean_acc": results["clean_acc"],
         "pgd40_acc": results["pgd_acc"],
         "apgd_ce_acc": strong["apgd_ce_acc"],
@@ -137,22 +141,25 @@ def row(command, seconds, summary, workdir):
 def main(argv):
     del argv
     load_before = os.getloadavg()
+    train_examples = len(data.load_split(
+        get_experiment(MAIN_RECIPE).data, "train")[1])
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch) / "anp_vs"
-        report = row(MAIN_COMMAND, *run(MAIN_COMMAND, workdir), workdir)
+        report = row(MAIN_COMMAND, *run(MAIN_COMMAND, workdir), workdir,
+                     train_examples)
         if FLAGS.robust:
             workdir = Path(scratch) / "anp_vs_robust"
             report["robust"] = row(ROBUST_COMMAND,
-                                   *run(ROBUST_COMMAND, workdir), workdir)
-        train_examples = len(data.load_split(
-            get_experiment(MAIN_RECIPE).data, "train")[1])
+                                   *run(ROBUST_COMMAND, workdir), workdir,
+                                   train_examples)
         for method in FLAGS.baselines:
             rate, shared = baseline_recipe(method)
             command = baseline_command(*baseline_settings(
-                method, matched_epochs(method, rate, shared, train_examples),
+                method, baseline_epochs(method, rate, shared, train_examples),
                 rate, shared))
             workdir = Path(scratch) / method
-            report[method] = row(command, *run(command, workdir), workdir)
+            report[method] = row(command, *run(command, workdir), workdir,
+                                 train_examples)
     report.update(load_before=load_before, load_after=os.getloadavg(),
                   cpu_cores=os.cpu_count())
     files.write_json(f"{FLAGS.output}.json", report)
@@ -175,12 +182,14 @@ def main(argv):
              f"{report['worst_case_examples']:,} test images, PGD-40 and "
              "clean on all 10,000.", ""]
     lines += markdown_table(
-        ["method", "wall time", "training time", "worst case %",
+        ["method", "wall time", "training time", "training passes",
+         "worst case %",
          "APGD-CE %", "APGD-DLR %", "PGD-40 %", "clean %",
          "unit sparsity %", "FLOPs reduction",
          "parameters", "serving speed-up (batch 256)"],
         [[name, f"{r['wall_seconds']:.0f} s",
           f"{r['train_seconds']:.0f} s",
+          f"{r['train_passes'] / 1e6:.2f} M",
           *(f"{100 * r[k]:.2f}" for k in ("worst_case_acc", "apgd_ce_acc",
                                           "apgd_dlr_acc", "pgd40_acc",
                                           "clean_acc")),

@@ -1,4 +1,4 @@
-"""Shared by the benchmarks that time: calls, epochs, CPU idle, peak, kernels.
+"""Shared by the benchmarks that time: calls, CPU idle, peak, kernels.
 """
 
 import re
@@ -19,16 +19,6 @@ def median_call_seconds(fn, repeats, seconds):
             count += 1
         samples.append((time.perf_counter() - start) / count)
     return statistics.median(samples)
-
-
-def epochs_in(seconds, one_epoch_seconds, three_epoch_seconds):
-    """The whole epochs that fill `seconds` of training, from the training
-    times of runs of 1 and 3 epochs (a 1-epoch run alone would count the
-    start-up, tracing, as an epoch): (epoch seconds, start-up seconds,
-    epochs)."""
-    epoch = (three_epoch_seconds - one_epoch_seconds) / 2
-    start_up = max(0.0, one_epoch_seconds - epoch)
-    return epoch, start_up, max(1, round((seconds - start_up) / epoch))
 
 
 def cpu_ticks():

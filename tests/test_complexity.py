@@ -204,7 +204,7 @@ def test_unit_flops_counts_what_one_unit_feeds(gated_lenet):
     }
 
 
-@pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0])
+@pytest.mark.parametrize("exponent", [0.0, 0.5, 1.0, -0.5])
 def test_flops_kl_weights_follow_cost_and_average_one_per_unit(
         gated_lenet, exponent):
     weights = flops_kl_weights(gated_lenet, exponent)
@@ -219,11 +219,14 @@ def test_flops_kl_weights_follow_cost_and_average_one_per_unit(
     np.testing.assert_allclose(
         weights["conv1_gate"] / weights["fc1_gate"],
         (costs["conv1_gate"] / costs["fc1_gate"]) ** exponent, rtol=1e-12)
+    order = [weights[g] for g in ("conv1_gate", "conv2_gate", "fc1_gate",
+                                  "flatten_gate")]
     if exponent == 0.0:
         assert set(weights.values()) == {1.0}
-    else:
-        assert (weights["conv1_gate"] > weights["conv2_gate"]
-                > weights["fc1_gate"] > weights["flatten_gate"])
+    elif exponent > 0:  # the costly units pay the most
+        assert order == sorted(order, reverse=True)
+    else:  # the costly units are spared
+        assert order == sorted(order)
 
 
 def test_pruned_lenet_from_active_dict(gated_lenet):

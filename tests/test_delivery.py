@@ -16,6 +16,8 @@ from anpvs_tf.config import EvalConfig
 from anpvs_tf.delivery import CPU_FLOPS_PER_SECOND
 from anpvs_tf.delivery import deliver
 from anpvs_tf.delivery import estimated_seconds
+from anpvs_tf.delivery import matched_epochs
+from anpvs_tf.delivery import training_passes
 from anpvs_tf.delivery import plan
 from anpvs_tf.delivery import summary_rows
 from anpvs_tf.evaluation.engine import RobustnessEvaluator
@@ -225,6 +227,25 @@ def test_the_estimate_grows_with_the_base_and_shrinks_with_compaction():
     # The base: its epoch (and monitor) and its report on the test images.
     assert _passes(gated) - _passes(given_base) == pytest.approx(
         100 * 15 + 10 * 11 + 50 * 14)
+
+
+def test_matched_epochs_give_a_baseline_the_same_training_work():
+    gated = _estimate_config("anp_vs", **{
+        "train.base_epochs": 1, "train.base_method": "at",
+        "train.epochs": 4, "train.gate_epochs": 1})
+    at = _estimate_config()
+    budget = training_passes(gated, 100)
+    epochs = matched_epochs(budget, at, 100)
+
+    def work(n):
+        return training_passes(
+            config_lib.replace(at, **{"train.epochs": n}), 100)
+    # The closest count: one epoch more or fewer misses by more.
+    assert all(abs(work(epochs) - budget) <= abs(work(n) - budget)
+               for n in (epochs - 1, epochs + 1))
+    # An AT epoch: 100 x (3 x 3 + 6) + the monitor's 10 x (3 x 3 + 2).
+    assert work(epochs) == pytest.approx(epochs * (1500 + 110))
+    assert matched_epochs(1.0, at, 100) == 1  # never none
 
 
 def test_the_header_says_about_how_long():

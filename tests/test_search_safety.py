@@ -244,6 +244,20 @@ def test_the_base_model_follows_the_recipes_base_method():
     assert train_config.base_workdir is None
 
 
+def test_runs_that_differ_only_in_gate_settings_share_one_base():
+    """The unpruned base has no gates: a gate-only setting (the fine-tune
+    rate after they freeze, the KL's cost exponent) must not make a base
+    of its own (bench/budget_search.py trains one base per config)."""
+    start = run_config("lenet5_caffe_mnist_anp_vs", 3, **{
+        "train.base_method": "at", "train.gate_epochs": 1})
+    varied = config_lib.replace(start, **{
+        "train.fine_tune_learning_rate": 0.002,
+        "loss.kl_flops_exponent": -0.5})
+    assert base_config(varied) == base_config(start)
+    assert base_config(config_lib.replace(
+        start, **{"loss.adv_weight": 1.0})) != base_config(start)
+
+
 @pytest.mark.parametrize("floors, flag", [
     ((150.0, 1.0), "`min_sparsity`"), ((-5.0, 1.0), "`min_sparsity`"),
     ((100.0, 1.0), "`min_sparsity`"), ((math.nan, 1.0), "`min_sparsity`"),

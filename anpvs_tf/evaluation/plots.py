@@ -112,21 +112,23 @@ def _save(figure, path):
 
 
 def plot_budget_tradeoff(groups, path, title=None, floors=None):
-    """Worst case against training time, clean accuracy and unit
-    sparsity, coloured by unit sparsity: what a time budget buys each
+    """Worst case against training work, clean accuracy and unit
+    sparsity, coloured by unit sparsity: what a training budget buys each
     method, what robustness costs in clean accuracy and in size, and
     which points were chosen.
 
-    groups: {label: [{"seconds", "worst_case_acc", "clean_acc",
-    "unit_sparsity", "chosen"}, ...]}, one marker shape per label.
+    groups: {label: [{"passes", "worst_case_acc", "clean_acc",
+    "unit_sparsity", "chosen"}, ...]}, one marker shape per label;
+    passes: training work in network passes (a count, where a clock on a
+    shared machine swings).
     floors: the limits a choice has to respect, each a dashed line:
-    {"seconds": at most, "clean_acc": at least, "unit_sparsity": at
+    {"passes": at most, "clean_acc": at least, "unit_sparsity": at
     least}, any of them.
     """
     plt = _pyplot()
     floors = floors or {}
-    panels = (("seconds", lambda p: p["seconds"],
-               "training time, base included (s)"),
+    panels = (("passes", lambda p: p["passes"] / 1e6,
+               "training work, base included (million network passes)"),
               ("clean_acc", lambda p: 100 * p["clean_acc"],
                "validation clean accuracy (%)"),
               ("unit_sparsity", lambda p: p["unit_sparsity"],
