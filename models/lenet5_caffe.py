@@ -191,9 +191,10 @@ BUDGET_SEARCH_ROBUST_CHOICE = {
 @register_experiment("lenet5_caffe_mnist_anp_vs_budget_robust")
 def _mnist_budget_robust_recipe():
     """The budget recipe's other end of the trade-off: as robust as AT
-    in the same time, at about a point of clean accuracy below
-    `lenet5_caffe_mnist_anp_vs_budget` (chosen by bench/budget_search.py
-    without the clean floor; bench/results/quickstart.md).
+    for the same training work, at about half a point of clean accuracy
+    below `lenet5_caffe_mnist_anp_vs_budget` (chosen by
+    bench/budget_search.py without the clean floor;
+    bench/results/quickstart.md).
 
     ANP-VS on TRADES' loss with beta_T 3 from a TRADES base of 6 epochs;
     the gates learn for 6 of the 24 epochs, the compact network
