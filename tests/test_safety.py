@@ -403,20 +403,27 @@ def test_quiet_start_up_keeps_the_errors_of_a_failed_import(tmp_path):
     assert "no tensorflow here" in result.stderr
 
 
+def stand_in_tensorflow(tmp_path, body, unset=("TF_CPP_MIN_LOG_LEVEL",)):
+    """The environment of a process whose `import tensorflow` runs `body`
+    (with get_logger, which start() calls), the variables `unset` gone."""
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text(
+        "import logging, os\n" + body
+        + "def get_logger():\n    return logging.getLogger('stand-in')\n")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
+    return env
+
+
 def test_start_up_banners_stay_hidden_in_a_quiet_scripts_children(
         tmp_path):
     """TensorFlow writes its start-up banners to file descriptor 2 before
     any log level is read. A script started by a quiet one (quickstart's
     train.py) inherits TF_CPP_MIN_LOG_LEVEL=3 and must hide them as well;
     a user's lower level shows them."""
-    (tmp_path / "tensorflow").mkdir()
-    (tmp_path / "tensorflow" / "__init__.py").write_text(
-        "import logging, os\n"
-        "os.write(2, b'I0000 port.cc:153] oneDNN custom operations\\n')\n"
-        "def get_logger():\n    return logging.getLogger('stand-in')\n")
-    env = {k: v for k, v in os.environ.items()
-           if k != "TF_CPP_MIN_LOG_LEVEL"}
-    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
+    env = stand_in_tensorflow(
+        tmp_path,
+        "os.write(2, b'I0000 port.cc:153] oneDNN custom operations\\n')\n")
     shown = {}
     for level in (None, "3", "0"):
         run_env = env if level is None else {
@@ -435,14 +442,9 @@ def test_start_turns_onednn_on_unless_the_user_chose(tmp_path):
     AVX-512 VNNI or newer; start() asks for them before the import (what
     the stand-in TensorFlow sees), and a user's TF_ENABLE_ONEDNN_OPTS
     wins."""
-    (tmp_path / "tensorflow").mkdir()
-    (tmp_path / "tensorflow" / "__init__.py").write_text(
-        "import logging, os\n"
-        "SEEN = os.environ.get('TF_ENABLE_ONEDNN_OPTS')\n"
-        "def get_logger():\n    return logging.getLogger('stand-in')\n")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS")}
-    env["PYTHONPATH"] = f"{tmp_path}{os.pathsep}{ROOT}"
+    env = stand_in_tensorflow(
+        tmp_path, "SEEN = os.environ.get('TF_ENABLE_ONEDNN_OPTS')\n",
+        unset=("TF_CPP_MIN_LOG_LEVEL", "TF_ENABLE_ONEDNN_OPTS"))
     code = ("import anpvs_tf.cli; anpvs_tf.cli.start(); "
             "import tensorflow; print(tensorflow.SEEN)")
     seen = {}
