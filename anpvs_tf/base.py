@@ -18,10 +18,15 @@ BASE_TEST_EXAMPLES = 1000
 
 def base_config(config):
     """The config of the base model a gated method trains first."""
+    train = config.train
     return config_lib.replace(
         config,
-        **{"train.method": config.train.base_method,
-           "train.epochs": config.train.base_epochs,
+        **{"train.method": train.base_method,
+           "train.epochs": train.base_epochs,
+           "train.weight_learning_rate": (
+               train.weight_learning_rate if train.base_learning_rate is None
+               else train.base_learning_rate),
+           "train.base_learning_rate": None,
            "train.gate_epochs": None,
            "train.fine_tune_learning_rate": None,
            # Gate settings: an unpruned base has none, so bases of runs

@@ -254,6 +254,10 @@ class TrainConfig(_Settings):
     base_workdir: str | None = None
     base_epochs: int = 10
     base_method: str = "standard"
+    # The base model's weight learning rate. None: weight_learning_rate.
+    # A base trains best at its own rate; the gates prune more against
+    # faster weights.
+    base_learning_rate: float | None = None
     # Gated methods: the gates learn for this many epochs, then freeze
     # (their E[pi] masks, pruned units exactly 0, in training too) and the
     # weights fine-tune the pruned network for the remaining epochs.
@@ -301,6 +305,10 @@ class TrainConfig(_Settings):
                     f"{key}.weight_learning_rate", 0, strict=True),
             _finite(self.gate_learning_rate, f"{key}.gate_learning_rate", 0,
                     strict=True),
+            (self.base_learning_rate is None
+             or _finite(self.base_learning_rate, "", 0, strict=True)[0],
+             f"`{key}.base_learning_rate` must be a finite number > 0 "
+             f"(got {self.base_learning_rate}), or none"),
             (self.fine_tune_learning_rate is None
              or _finite(self.fine_tune_learning_rate, "", 0, strict=True)[0],
              f"`{key}.fine_tune_learning_rate` must be a finite number > 0 "

@@ -242,6 +242,19 @@ def test_the_base_model_follows_the_recipes_base_method():
     assert train_config.epochs == config.train.base_epochs
     assert train_config.gate_epochs is None
     assert train_config.base_workdir is None
+    assert train_config.weight_learning_rate == (
+        config.train.weight_learning_rate)
+
+
+def test_the_base_model_trains_at_its_own_learning_rate():
+    config = run_config("lenet5_caffe_mnist_anp_vs", 3, **{
+        "train.base_method": "at", "train.gate_epochs": 1,
+        "train.base_learning_rate": 0.003})
+    train_config = base_config(config).train
+    assert train_config.weight_learning_rate == 0.003
+    assert config.train.weight_learning_rate != 0.003
+    # The base's own config carries no base of its own.
+    assert train_config.base_learning_rate is None
 
 
 def test_runs_that_differ_only_in_gate_settings_share_one_base():
