@@ -12,6 +12,12 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from anpvs_tf import cli  # noqa: E402
+
+# TensorFlow imported as every script imports it: without its C++
+# start-up banners in the test output.
+cli.start()
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
