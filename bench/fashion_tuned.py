@@ -17,7 +17,7 @@ or, side by side: `--only=standard` then `--only=anp_vs_tuned` in one
 process, `--only=at_tuned` in another, then the plain command, which finds
 the finished runs and writes the report. Another seed:
 `--seed=N` (runs in bench/runs/fashion_tuned_seed<N>, report in
-bench/results/fashion_tuned_seed<N>); bench/mnist_seeds.py
+bench/results/fashion_tuned_seed<N>); bench/seeds.py
 --benchmark=fashion_tuned compares the seeds.
 
 Writes bench/results/fashion_tuned.json and fashion_tuned.md.

@@ -15,7 +15,7 @@ or, side by side: `--only=standard`, then `--only=anp_vs`, `--only=at` and
 finds the finished runs and writes the report.
 
 Writes bench/results/mnist_budget.json and mnist_budget.md. Another seed,
-for bench/mnist_seeds.py, with the tuned rows only:
+for bench/seeds.py, with the tuned rows only:
 
     python bench/mnist_budget.py --seed=1 \
         --rows=standard,at_tuned,trades_tuned,anp_vs_tuned

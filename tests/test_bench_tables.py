@@ -1,6 +1,6 @@
 """The same-budget benchmarks' tables lead with the worst case and name
-what was run (bench/budget.py, shared by mnist_budget, fashion_budget and
-fashion_seeds)."""
+what was run (bench/budget.py, shared by mnist_budget, fashion_budget,
+fashion_tuned and seeds)."""
 
 import subprocess
 import sys
@@ -147,29 +147,37 @@ def test_another_mnist_seed_trains_every_row_with_it():
     assert "eval.strong_examples" not in gated
 
 
-def test_mnist_seeds_compares_the_methods_asked_for_seed_by_seed(tmp_path):
-    """mnist_seeds --methods: a method run at fewer seeds (here TRADES,
+def _seed_report(rows, path):
+    """A benchmark's report of `rows` ({name: (worst, pgd) or None for a
+    PGD-only row}) at `path`, as bench/budget.py writes it."""
+    import json
+
+    results = {name: budget.headline(_results(*(scores or (0.5, 0.7)),
+                                              strong=scores is not None))
+               for name, scores in rows.items()}
+    summary = budget.report(results, (), dict.fromkeys(rows, "note"), 10,
+                            first=next(iter(rows)))
+    summary["hyperparameters"] = {
+        name: {"overrides": {}, "chosen": name} for name in rows}
+    path.write_text(json.dumps(summary))
+
+
+def test_seeds_compares_the_methods_asked_for_seed_by_seed(tmp_path):
+    """seeds --methods: a method run at fewer seeds (here TRADES,
     at none) does not block the AT vs ANP-VS comparison, and the table
     names only the methods compared."""
     import json
 
     for seed, (at, anp) in enumerate([(0.60, 0.62), (0.64, 0.61)]):
-        results = {"at_tuned": budget.headline(_results(at, 0.7)),
-                   "anp_vs_tuned": budget.headline(_results(anp, 0.7))}
-        summary = budget.report(results, (), {"at_tuned": "a",
-                                              "anp_vs_tuned": "b"}, 10,
-                                first="at_tuned")
-        summary["hyperparameters"] = {
-            name: {"overrides": {}, "chosen": name}
-            for name in ("at_tuned", "anp_vs_tuned")}
         name = "r.json" if seed == 0 else f"r_seed{seed}.json"
-        (tmp_path / name).write_text(json.dumps(summary))
-    command = [sys.executable, "bench/mnist_seeds.py", "--seeds=0,1",
+        _seed_report({"at_tuned": (at, 0.7), "anp_vs_tuned": (anp, 0.7)},
+                     tmp_path / name)
+    command = [sys.executable, "bench/seeds.py", "--seeds=0,1",
                f"--results={tmp_path / 'r'}", f"--output={tmp_path / 'o'}"]
     refused = subprocess.run(command, cwd=ROOT, capture_output=True,
                              text=True)
     assert refused.returncode != 0
-    assert "has no trades_tuned row" in refused.stderr + refused.stdout
+    assert "no trades_tuned row" in refused.stderr + refused.stdout
     subprocess.run(command + ["--methods=at_tuned,anp_vs_tuned"], cwd=ROOT,
                    capture_output=True, text=True, check=True)
     out = json.loads((tmp_path / "o.json").read_text())
@@ -178,6 +186,36 @@ def test_mnist_seeds_compares_the_methods_asked_for_seed_by_seed(tmp_path):
     assert out["seeds_anp_vs_at_least_at"] == 1
     table = (tmp_path / "o.md").read_text()
     assert "TRADES" not in table and "ANP-VS worst case %" in table
+
+
+def test_seeds_merges_a_seeds_reports_and_refuses_pgd_only_rows(tmp_path):
+    """seeds --results=a,b: a method trained into a report of its own
+    (fashion_tuned's TRADES) joins the others of its seed; a row scored
+    with PGD-40 alone (no worst case) is refused with the command that
+    scores it, not compared."""
+    import json
+
+    _seed_report({"at": (0.60, 0.7), "anp_vs": (0.62, 0.7)},
+                 tmp_path / "a.json")
+    _seed_report({"trades": (0.66, 0.7)}, tmp_path / "b.json")
+    _seed_report({"at": (0.58, 0.7), "anp_vs": None},
+                 tmp_path / "a_seed1.json")
+    _seed_report({"trades": (0.64, 0.7)}, tmp_path / "b_seed1.json")
+    command = [sys.executable, "bench/seeds.py", "--benchmark=fashion_budget",
+               f"--results={tmp_path / 'a'},{tmp_path / 'b'}",
+               f"--output={tmp_path / 'o'}"]
+    subprocess.run(command + ["--seeds=0"], cwd=ROOT, capture_output=True,
+                   text=True, check=True)
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert out["worst_case"]["trades"]["median"] == pytest.approx(66.0)
+    assert out["seeds"]["0"]["worst_case_gap_points"] == pytest.approx(-2.0)
+    refused = subprocess.run(command + ["--seeds=0,1"], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert refused.returncode != 0
+    message = refused.stderr + refused.stdout
+    assert "seed 1's reports have no anp_vs row with a worst case" in message
+    assert f"--output={tmp_path / 'a'}_seed1" in message
+    assert "Traceback" not in message
 
 
 FASHION_TUNED_PROBE = """
