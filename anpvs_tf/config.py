@@ -45,15 +45,20 @@ def _choice(value, choices, key):
             f"unknown `{key}` '{value}'; choose one of {', '.join(choices)}")
 
 
-def _finite(value, key, low=None, strict=False):
-    """A check that a float setting is finite and above `low`."""
+def _finite(value, key, low=None, strict=False, optional=False):
+    """A check that a float setting is finite and above `low` (or, if
+    `optional`, none)."""
     finite = (isinstance(value, (int, float)) and not isinstance(value, bool)
               and math.isfinite(value))
+    none = ", or none" if optional else ""
+    if optional and value is None:
+        return True, ""
     if low is None:
-        return finite, f"`{key}` must be a finite number (got {value})"
+        return finite, f"`{key}` must be a finite number (got {value}){none}"
     above = finite and (value > low if strict else value >= low)
     sign = ">" if strict else ">="
-    return above, f"`{key}` must be a finite number {sign} {low} (got {value})"
+    return above, (f"`{key}` must be a finite number {sign} {low} (got "
+                   f"{value}){none}")
 
 
 def _at_least(value, key, low, hint=""):
@@ -305,14 +310,11 @@ class TrainConfig(_Settings):
                     f"{key}.weight_learning_rate", 0, strict=True),
             _finite(self.gate_learning_rate, f"{key}.gate_learning_rate", 0,
                     strict=True),
-            (self.base_learning_rate is None
-             or _finite(self.base_learning_rate, "", 0, strict=True)[0],
-             f"`{key}.base_learning_rate` must be a finite number > 0 "
-             f"(got {self.base_learning_rate}), or none"),
-            (self.fine_tune_learning_rate is None
-             or _finite(self.fine_tune_learning_rate, "", 0, strict=True)[0],
-             f"`{key}.fine_tune_learning_rate` must be a finite number > 0 "
-             f"(got {self.fine_tune_learning_rate}), or none"),
+            _finite(self.base_learning_rate, f"{key}.base_learning_rate",
+                    0, strict=True, optional=True),
+            _finite(self.fine_tune_learning_rate,
+                    f"{key}.fine_tune_learning_rate", 0, strict=True,
+                    optional=True),
             (self.fine_tune_learning_rate is None
              or self.gate_epochs is not None,
              f"`{key}.fine_tune_learning_rate` needs `{key}.gate_epochs`: "

@@ -420,6 +420,14 @@ ANP_VS_TRIALS = {
         from_at_base(6, 24, 4, {
             "train.method": "anp_vs_trades", "loss.trades_weight": 3.0,
             "train.fine_tune_learning_rate": 0.003}),
+    # 2026-12-07 (fourth session): the compact fine-tune's epochs cost
+    # 0.6 of a masked one, so the rule's 4.6 million passes leave room
+    # for 2 more (4.38 million): the main and the robust trial, longer.
+    "trades_base_6_epochs_26_gate_4_step_0.04_tbeta_1.25_ft_lr_0.003":
+        fine_tuned(4, 1.25, {"train.epochs": 26}),
+    "trades_base_6_epochs_26_gate_4_step_0.04_tbeta_2_ft_lr_0.003"
+    "_decay_0.7_0.9": fine_tuned(4, 2.0, {**LATE_DECAYS,
+                                          "train.epochs": 26}),
 }
 AT_LEARNING_RATES = (0.001, 0.003, 0.0073)
 # The unpruned baselines, trained for the chosen trial's time with its
