@@ -11,7 +11,9 @@ gaps. The test set is never read.
 
     python bench/budget_seeds.py --seeds=0,1,2   # ~5 min per new run
 
-Trials resume from budget_search's --runs_dir. Writes
+Trials resume from budget_search's --runs_dir; a seed the committed
+report already holds for the same two trials is read from it, so seeds
+run in different sessions add up. Writes
 bench/results/budget_seeds.{json,md}.
 """
 
@@ -70,6 +72,19 @@ def seed_row(name, config, seed):
     return {key: trial[key] for key in KEYS}
 
 
+def earlier_rows(configs):
+    """{seed: rows} of the committed report, if it compared the same
+    trials (a JSON file's keys are strings)."""
+    path = Path(f"{FLAGS.seeds_output}.json")
+    if not path.exists():
+        return {}
+    earlier = files.read_json(path, "delete it to retrain every seed")
+    if earlier["trials"] != {m: name for m, (name, _) in configs.items()}:
+        return {}
+    return {int(seed): {method: entry[method] for method in configs}
+            for seed, entry in earlier["seeds"].items()}
+
+
 def main(argv):
     del argv
     import models  # noqa: F401
@@ -78,8 +93,10 @@ def main(argv):
                              "run bench/budget_search.py first")
     configs = chosen_configs(report)
     seeds = [int(s) for s in FLAGS.seeds]
-    rows = {seed: {method: seed_row(name, config, seed)
-                   for method, (name, config) in configs.items()}
+    earlier = earlier_rows(configs)
+    rows = {seed: earlier.get(seed) or {
+                method: seed_row(name, config, seed)
+                for method, (name, config) in configs.items()}
             for seed in seeds}
     for entry in rows.values():
         entry["worst_case_gap_points"] = 100 * (
