@@ -51,29 +51,31 @@ class Benchmark:
 
 TUNED = {"at_tuned": "AT", "trades_tuned": "TRADES",
          "anp_vs_tuned": "ANP-VS"}
-BENCHMARKS = {
-    "mnist_budget": Benchmark(
-        # Seed 0's report holds TRADES too; later seeds' TRADES rows
-        # trained apart (any report's rows count).
-        {"bench/results/mnist_budget": ("at_tuned", "anp_vs_tuned"),
-         "bench/results/mnist_budget_trades": ("trades_tuned",)},
-        "bench/results/mnist_seeds",
-        "Tuned {labels} of bench/mnist_budget.py (MNIST, LeNet-5-Caffe, "
-        "{epochs} epochs on 5,000 images, eps 0.3, the whole 10k test "
+
+
+def tuned(script, output, data):
+    """A tuned-against-tuned benchmark: AT's and ANP-VS's rows in
+    bench/results/<script>, TRADES' trained apart into <script>_trades
+    (mnist_budget's seed 0 holds it too; any report's rows count)."""
+    return Benchmark(
+        {f"bench/results/{script}": ("at_tuned", "anp_vs_tuned"),
+         f"bench/results/{script}_trades": ("trades_tuned",)},
+        f"bench/results/{output}",
+        f"Tuned {{labels}} of bench/{script}.py ({data}, the whole 10k test "
         "set), by seed; each method with the best trial of its own "
         "same-budget search (bench/tuning.py).",
-        TUNED, "python bench/mnist_budget.py --seed={seed} --rows={rows} "
-        "--output={output}", "at_tuned", "anp_vs_tuned"),
-    "fashion_tuned": Benchmark(
-        {"bench/results/fashion_tuned": ("at_tuned", "anp_vs_tuned"),
-         "bench/results/fashion_tuned_trades": ("trades_tuned",)},
-        "bench/results/fashion_tuned_seeds",
-        "Tuned {labels} of bench/fashion_tuned.py (Fashion-MNIST, "
-        "LeNet-5-Caffe, {epochs} epochs on the first 5,000 images, eps 0.1, "
-        "the whole 10k test set), by seed; each method with the best trial "
-        "of its own same-budget search (bench/tuning.py).",
-        TUNED, "python bench/fashion_tuned.py --seed={seed} --rows={rows} "
-        "--output={output}", "at_tuned", "anp_vs_tuned"),
+        TUNED, f"python bench/{script}.py --seed={{seed}} --rows={{rows}} "
+        "--output={output}", "at_tuned", "anp_vs_tuned")
+
+
+BENCHMARKS = {
+    "mnist_budget": tuned(
+        "mnist_budget", "mnist_seeds",
+        "MNIST, LeNet-5-Caffe, {epochs} epochs on 5,000 images, eps 0.3"),
+    "fashion_tuned": tuned(
+        "fashion_tuned", "fashion_tuned_seeds",
+        "Fashion-MNIST, LeNet-5-Caffe, {epochs} epochs on the first 5,000 "
+        "images, eps 0.1"),
     "fashion_budget": Benchmark(
         {"bench/results/fashion_budget": ("at", "trades", "anp_vs")},
         "bench/results/fashion_seeds",
