@@ -18,6 +18,14 @@ the training attack and loss setting it shares with the recipe
 (bench/results/budget_search.json), and the same evaluation. Both
 training times are measured and shown.
 Writes bench/results/quickstart.{json,md}.
+
+At another seed (every command with --seed; robustness only, the wall
+times of a loaded machine say little):
+
+    python bench/quickstart.py --seed=1 --norobust --baselines=at \
+        --output=bench/results/quickstart_seed1
+
+and `python bench/seeds.py --benchmark=quickstart` compares the seeds.
 """
 
 import json
@@ -63,6 +71,9 @@ flags.DEFINE_bool("robust", True,
 flags.DEFINE_list("baselines", ["at", "trades"],
                   "Unpruned methods also trained for the same training "
                   "work, counted in network passes (empty: none).")
+flags.DEFINE_integer("seed", None,
+                     "Run every command with this --seed (default: none, "
+                     "the commands exactly as the README gives them).")
 FLAGS = flags.FLAGS
 
 
@@ -138,6 +149,11 @@ def row(command, seconds, summary, workdir, train_examples):
     }
 
 
+def seeded(command):
+    """`command` as run: with --seed when one is given."""
+    return command if FLAGS.seed is None else f"{command} --seed={FLAGS.seed}"
+
+
 def main(argv):
     del argv
     load_before = os.getloadavg()
@@ -145,30 +161,32 @@ def main(argv):
         get_experiment(MAIN_RECIPE).data, "train")[1])
     with tempfile.TemporaryDirectory() as scratch:
         workdir = Path(scratch) / "anp_vs"
-        report = row(MAIN_COMMAND, *run(MAIN_COMMAND, workdir), workdir,
+        command = seeded(MAIN_COMMAND)
+        report = row(command, *run(command, workdir), workdir,
                      train_examples)
         if FLAGS.robust:
             workdir = Path(scratch) / "anp_vs_robust"
-            report["robust"] = row(ROBUST_COMMAND,
-                                   *run(ROBUST_COMMAND, workdir), workdir,
+            command = seeded(ROBUST_COMMAND)
+            report["robust"] = row(command, *run(command, workdir), workdir,
                                    train_examples)
         for method in FLAGS.baselines:
             rate, shared = baseline_recipe(method)
-            command = baseline_command(*baseline_settings(
+            command = seeded(baseline_command(*baseline_settings(
                 method, baseline_epochs(method, rate, shared, train_examples),
-                rate, shared))
+                rate, shared)))
             workdir = Path(scratch) / method
             report[method] = row(command, *run(command, workdir), workdir,
                                  train_examples)
     report.update(load_before=load_before, load_after=os.getloadavg(),
-                  cpu_cores=os.cpu_count())
+                  cpu_cores=os.cpu_count(), seed=FLAGS.seed)
     files.write_json(f"{FLAGS.output}.json", report)
     rows = {"ANP-VS (main command)": report,
             **({"ANP-VS, robust recipe": report["robust"]}
                if FLAGS.robust else {}),
             **{NAMES[m]: report[m] for m in FLAGS.baselines}}
-    lines = [f"`{MAIN_COMMAND}` from a new workdir on {report['cpu_cores']} "
-             "CPU cores (1-minute load average before / after: "
+    lines = [f"`{report['command']}` from a new workdir on "
+             f"{report['cpu_cores']} CPU cores (1-minute load average "
+             "before / after: "
              f"{load_before[0]:.2f} / {report['load_after'][0]:.2f}); "
              "the unpruned baselines by the same script for the same "
              "training work (epochs: the main command's training passes, "

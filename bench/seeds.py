@@ -5,17 +5,19 @@ One seed moves robust accuracy by points, so a comparison is only trusted
 where it holds seed after seed. This reads the rows of each seed's report
 (seed 0: bench/results/<report>.json; seed s: <report>_seed<s>.json, for
 each of the benchmark's reports) and writes each seed's worst case (whole
-10k test set), the median and spread of every method's, and the AT-minus-
-ANP-VS gaps. It trains nothing: the reports are committed, so seeds run
-in different sessions (a Fashion-MNIST seed of fashion_budget.py takes
-over an hour on 2 CPU cores) add up.
+10k test set; quickstart: its first 1,000 images), the median and spread
+of every method's, and the AT-minus-ANP-VS gaps. It trains nothing: the
+reports are committed, so seeds run in different sessions (a
+Fashion-MNIST seed of fashion_budget.py takes over an hour on 2 CPU
+cores) add up.
 
     python bench/seeds.py --seeds=0,1,2                       # mnist_budget
     python bench/seeds.py --benchmark=fashion_tuned --seeds=0,1,2
     python bench/seeds.py --benchmark=fashion_budget --seeds=0,1,2
+    python bench/seeds.py --benchmark=quickstart --seeds=0,1,2
 
-Writes bench/results/mnist_seeds.*, fashion_tuned_seeds.* or
-fashion_seeds.* (.json and .md).
+Writes bench/results/mnist_seeds.*, fashion_tuned_seeds.*,
+fashion_seeds.* or quickstart_seeds.* (.json and .md).
 """
 
 import sys
@@ -47,6 +49,21 @@ class Benchmark:
     command: str
     reference: str  # the gaps are reference minus candidate
     candidate: str
+    # A report's rows by name; the default reads a budget report's.
+    rows: object = None
+
+
+def budget_rows(report):
+    return {**report["methods"], **report["supplementary"]}
+
+
+def quickstart_rows(report):
+    """bench/quickstart.py's report: the main command's row at the top,
+    the robust recipe's and each baseline's under their names."""
+    return {"anp_vs": report,
+            **{("anp_vs_robust" if key == "robust" else key): value
+               for key, value in report.items()
+               if key in ("robust", "at", "trades")}}
 
 
 TUNED = {"at_tuned": "AT", "trades_tuned": "TRADES",
@@ -86,6 +103,20 @@ BENCHMARKS = {
         {"at": "AT", "trades": "TRADES", "anp_vs": "ANP-VS"},
         "python bench/fashion_budget.py --seed={seed} --nosupplementary "
         "--methods={rows} --runs_dir={runs} --output={output}", "at", "anp_vs"),
+    "quickstart": Benchmark(
+        {"bench/results/quickstart": ("anp_vs", "anp_vs_robust", "at",
+                                      "trades")},
+        "bench/results/quickstart_seeds",
+        "The README's main command (ANP-VS), its robust recipe and the "
+        "unpruned baselines trained for the same work by "
+        "bench/quickstart.py ({labels}), by seed; worst case on the first "
+        "1,000 MNIST test images.",
+        {"anp_vs": "ANP-VS",
+         "anp_vs_robust": "ANP-VS robust", "at": "AT",
+         "trades": "TRADES"},
+        "python bench/quickstart.py --seed={seed} "
+        "--baselines={baselines} --output={output}",
+        "at", "anp_vs", rows=quickstart_rows),
 }
 # What a report without per-row hyper-parameters says of its settings.
 SETTINGS = ("weight_lr", "train_pgd_steps", "base_epochs",
@@ -146,18 +177,19 @@ def seed_rows(benchmark, names, seed):
         if not path.exists():
             continue
         report = files.read_json(path, "write it again with its benchmark")
-        rows.update({**report["methods"], **report["supplementary"]})
+        rows.update((benchmark.rows or budget_rows)(report))
         hyperparameters = report.get("hyperparameters", {})
         settings.update(
             {name: entry["chosen"] for name, entry in hyperparameters.items()}
             or {key: report[key] for key in SETTINGS if key in report})
-        settings["epochs"] = report["epochs"]
+        settings["epochs"] = report.get("epochs")
     for root, held in reports(benchmark).items():
         missing = [name for name in names if name in held and (
             rows.get(name, {}).get("worst_case_acc") is None)]  # PGD only
         if missing:
             command = benchmark.command.format(
                 seed=seed, rows=",".join(missing),
+                baselines=",".join(m for m in missing if "anp_vs" not in m),
                 output=seed_path(root, seed),
                 runs=seed_path(f"bench/runs/{Path(root).name}", seed))
             raise SystemExit(
