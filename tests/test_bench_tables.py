@@ -218,6 +218,47 @@ def test_seeds_merges_a_seeds_reports_and_refuses_pgd_only_rows(tmp_path):
     assert "Traceback" not in message
 
 
+def _quickstart_row(worst, clean=0.97):
+    """A row of bench/quickstart.py's report (no vulnerability measured)."""
+    return {"command": "python train.py", "worst_case_acc": worst,
+            "apgd_ce_acc": worst + 0.01, "apgd_dlr_acc": worst + 0.02,
+            "pgd40_acc": worst + 0.05, "clean_acc": clean,
+            "unit_sparsity": 63.0, "flops_speedup": 9.0, "params": 60000,
+            "train_seconds": 240.0, "worst_case_examples": 1000}
+
+
+def test_seeds_reads_quickstart_reports_with_its_own_layout(tmp_path):
+    """seeds --benchmark=quickstart: the main command's row is the
+    report's top level and AT's sits under "at"; a seed whose report lacks
+    a baseline is refused with the quickstart command that trains it."""
+    import json
+
+    for seed, (anp, at) in enumerate([(0.78, 0.80), (0.79, 0.77),
+                                      (0.76, 0.78)]):
+        name = "q.json" if seed == 0 else f"q_seed{seed}.json"
+        report = {**_quickstart_row(anp), "at": _quickstart_row(at),
+                  "seed": seed or None, "cpu_cores": 2}
+        (tmp_path / name).write_text(json.dumps(report))
+    (tmp_path / "q_seed3.json").write_text(json.dumps(_quickstart_row(0.7)))
+    command = [sys.executable, "bench/seeds.py", "--benchmark=quickstart",
+               "--methods=anp_vs,at", f"--results={tmp_path / 'q'}",
+               f"--output={tmp_path / 'o'}"]
+    subprocess.run(command + ["--seeds=0,1,2"], cwd=ROOT,
+                   capture_output=True, text=True, check=True)
+    out = json.loads((tmp_path / "o.json").read_text())
+    assert out["worst_case"]["anp_vs"]["median"] == pytest.approx(78.0)
+    assert out["worst_case"]["at"]["median"] == pytest.approx(78.0)
+    assert out["worst_case_gap_points"]["median"] == pytest.approx(2.0)
+    assert out["seeds_anp_vs_at_least_at"] == 1
+    assert "anp_vs_vulnerability_below_at" not in out["seeds"]["1"]["checks"]
+    refused = subprocess.run(command + ["--seeds=0,3"], cwd=ROOT,
+                             capture_output=True, text=True)
+    message = refused.stderr + refused.stdout
+    assert refused.returncode != 0
+    assert ("python bench/quickstart.py --seed=3 --baselines=at "
+            f"--output={tmp_path / 'q'}_seed3") in message
+
+
 FASHION_TUNED_PROBE = """
 import json, sys
 sys.path[:0] = ["bench", "."]
