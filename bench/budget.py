@@ -110,18 +110,16 @@ def headline(results):
 def checks(at, candidate):
     """The issues' acceptance checks of a pruned candidate against AT, on
     the worst case (the bar was once PGD-40's)."""
-    result = {
+    measured = "vulnerability" in candidate and "vulnerability" in at
+    return {
         "anp_vs_worst_case_at_least_at":
             candidate["worst_case_acc"] >= at["worst_case_acc"],
         "anp_vs_worst_case_at_least_at_minus_1pt":
             candidate["worst_case_acc"] >= at["worst_case_acc"] - 0.01,
-    }
-    if "vulnerability" in candidate and "vulnerability" in at:
-        # bench/quickstart.py's rows do not measure it.
-        result["anp_vs_vulnerability_below_at"] = (
-            candidate["vulnerability"] < at["vulnerability"])
-    return {
-        **result,
+        # bench/quickstart.py's rows do not measure the vulnerability.
+        **({"anp_vs_vulnerability_below_at":
+            candidate["vulnerability"] < at["vulnerability"]}
+           if measured else {}),
         "anp_vs_unit_sparsity_at_least_50pct":
             candidate["unit_sparsity"] >= 50,
         "anp_vs_clean_within_1pt_of_at":

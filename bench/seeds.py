@@ -22,6 +22,7 @@ fashion_seeds.* or quickstart_seeds.* (.json and .md).
 
 import sys
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -34,6 +35,10 @@ from anpvs_tf import cli  # noqa: E402
 from anpvs_tf import files  # noqa: E402
 
 import budget  # noqa: E402
+
+
+def budget_rows(report):
+    return {**report["methods"], **report["supplementary"]}
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,8 @@ class Benchmark:
     command: str
     reference: str  # the gaps are reference minus candidate
     candidate: str
-    # A report's rows by name; the default reads a budget report's.
-    rows: object = None
-
-
-def budget_rows(report):
-    return {**report["methods"], **report["supplementary"]}
+    # A report's rows by name.
+    rows: Callable = budget_rows
 
 
 def quickstart_rows(report):
@@ -177,7 +178,7 @@ def seed_rows(benchmark, names, seed):
         if not path.exists():
             continue
         report = files.read_json(path, "write it again with its benchmark")
-        rows.update((benchmark.rows or budget_rows)(report))
+        rows.update(benchmark.rows(report))
         hyperparameters = report.get("hyperparameters", {})
         settings.update(
             {name: entry["chosen"] for name, entry in hyperparameters.items()}
