@@ -124,6 +124,12 @@ def define_flags():
         "fine-tune the pruned network without mask noise for the remaining "
         "epochs. Default: the recipe's (the paper's: gates learn for every "
         "epoch).")
+    flags.DEFINE_float(
+        "freeze_at_sparsity", None,
+        "Gated methods with --gate_epochs: freeze the gates as soon as this "
+        "percentage of the gated units is pruned (checked after every "
+        "step), at the latest after --gate_epochs; the weights go on "
+        "masked until then. Default: the recipe's (none).")
     flags.DEFINE_bool(
         "compact_fine_tune", None,
         "After --gate_epochs, train the network without its pruned units "

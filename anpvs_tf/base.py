@@ -28,6 +28,7 @@ def base_config(config):
                else train.base_learning_rate),
            "train.base_learning_rate": None,
            "train.gate_epochs": None,
+           "train.freeze_at_sparsity": None,
            "train.fine_tune_learning_rate": None,
            # Gate settings: an unpruned base has none, so bases of runs
            # that differ only there are the same run.

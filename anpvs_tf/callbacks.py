@@ -37,6 +37,34 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
+class FreezeAtSparsity(keras.callbacks.Callback):
+    """Freezes the gates (ANPVSModel.freeze_gates) after the first step at
+    which at least `target` % of the gated units are pruned, and keeps that
+    step in `step_variable` (checkpointed, so a resumed run freezes them
+    again). The gates prune most units within one epoch, at a pace that
+    varies by seed: an epoch boundary cannot hold a sparsity."""
+
+    def __init__(self, target, step_variable, log=print):
+        super().__init__()
+        self.target = target
+        self.step_variable = step_variable
+        self.log = log
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.model.gates_frozen:
+            return
+        # As complexity_report computes the reported sparsity (float64).
+        total = sum(gate.units for gate in self.model.gates)
+        sparsity = 100.0 * (1.0 - int(self.model.active_units()) / total)
+        if sparsity < self.target:
+            return
+        self.model.freeze_gates()
+        step = int(self.model.optimizer.iterations.numpy())
+        self.step_variable.assign(step)
+        self.log(f"\nGates frozen at step {step}: {sparsity:.2f} % of the "
+                 f"gated units pruned (target {self.target:g} %)")
+
+
 class HistoryLog(keras.callbacks.Callback):
     """history.csv: one row per finished epoch, rewritten atomically.
 

@@ -11,7 +11,7 @@ from anpvs_tf.workdir import OVERWRITE_DELETES
 
 # What every run's checkpoint holds (make_checkpoint).
 RUN_ENTRIES = ("model_variables", "weight_optimizer", "gate_optimizer",
-               "epoch", "seconds")
+               "epoch", "seconds", "gates_frozen_at_step")
 
 
 def make_checkpoint(model):
@@ -25,6 +25,10 @@ def make_checkpoint(model):
         gate_optimizer=model.gate_optimizer or tf.train.Checkpoint(),
         epoch=tf.Variable(0, dtype=tf.int64, trainable=False),
         seconds=tf.Variable(0.0, dtype=tf.float64, trainable=False),
+        # The step after which `train.freeze_at_sparsity` froze the gates
+        # (0: not yet; a checkpoint written before it existed reads 0).
+        gates_frozen_at_step=tf.Variable(0, dtype=tf.int64,
+                                         trainable=False),
     )
 
 

@@ -117,6 +117,7 @@ CONFIG_FLAGS = {
     "weight_lr": "train.weight_learning_rate",
     "gate_lr": "train.gate_learning_rate",
     "gate_epochs": "train.gate_epochs",
+    "freeze_at_sparsity": "train.freeze_at_sparsity",
     "compact_fine_tune": "train.compact_fine_tune",
     "seed": "train.seed",
     "strategy": "train.strategy",

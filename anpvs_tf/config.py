@@ -268,6 +268,13 @@ class TrainConfig(_Settings):
     # weights fine-tune the pruned network for the remaining epochs.
     # None: the gates learn throughout (the paper).
     gate_epochs: int | None = None
+    # Gated methods with gate_epochs: the gates freeze as soon as this
+    # percentage of the gated units is pruned (checked after every step),
+    # at the latest after gate_epochs; the weights then go on masked until
+    # gate_epochs. The gates prune most of the units within one epoch, at
+    # a pace that varies by seed, so an epoch boundary cannot hold a
+    # sparsity. None: they freeze after gate_epochs only.
+    freeze_at_sparsity: float | None = None
     # After gate_epochs, fine-tune the network without its pruned units
     # (anpvs_tf.compact_training): the masked fine-tune's steps, at the
     # compact network's cost. False: keep training the masked network.
@@ -302,6 +309,15 @@ class TrainConfig(_Settings):
              f"`{key}.gate_epochs`={self.gate_epochs} must be less than "
              f"`{key}.epochs`={self.epochs}: the gates freeze after that "
              "many epochs and the pruned network fine-tunes for the rest"),
+            _finite(self.freeze_at_sparsity, f"{key}.freeze_at_sparsity",
+                    0, strict=True, optional=True),
+            (not isinstance(self.freeze_at_sparsity, (int, float))
+             or self.freeze_at_sparsity < 100,
+             f"`{key}.freeze_at_sparsity` is a percentage of the gated "
+             f"units, below 100 (got {self.freeze_at_sparsity})"),
+            (self.freeze_at_sparsity is None or self.gate_epochs is not None,
+             f"`{key}.freeze_at_sparsity` needs `{key}.gate_epochs`, the "
+             "latest epoch the gates freeze after"),
             (self.base_workdir is None or self.method in FROM_BASE_METHODS,
              f"`{key}.base_workdir` is only read by methods that start "
              f"from a base model ({', '.join(FROM_BASE_METHODS)}), not "

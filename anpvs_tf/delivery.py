@@ -222,8 +222,12 @@ def plan(config, seconds=None):
     freeze = ""
     if train.gate_epochs is not None:
         network = "compact" if train.compact_fine_tune else "masked"
-        freeze = (f", gates frozen after {train.gate_epochs}, then the "
-                  f"{network} network fine-tunes")
+        when = f"after {train.gate_epochs}"
+        if train.freeze_at_sparsity is not None:
+            when = (f"at {train.freeze_at_sparsity:g} % unit sparsity "
+                    f"(at most {train.gate_epochs} epochs)")
+        freeze = (f", gates frozen {when}, then the {network} network "
+                  "fine-tunes")
     steps.append(f"{train.method} ({train.epochs} epochs{freeze})")
     test = (f"the first {config.data.test_examples:,}"
             if config.data.test_examples else "all")

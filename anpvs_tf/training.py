@@ -26,6 +26,7 @@ from anpvs_tf.base import base_config
 from anpvs_tf.base import check_base
 from anpvs_tf.base import copy_base_weights
 from anpvs_tf.callbacks import EpochCheckpoint
+from anpvs_tf.callbacks import FreezeAtSparsity
 from anpvs_tf.callbacks import HistoryLog
 from anpvs_tf.callbacks import PhaseProgress
 from anpvs_tf.checkpoints import checkpoint_candidates
@@ -189,6 +190,10 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
     elif base_dir is not None:
         with strategy.scope():
             copy_base_weights(config, base_dir, model.network, log)
+    frozen_at_step = int(checkpoint.gates_frozen_at_step.numpy())
+    if frozen_at_step:
+        # Frozen at the sparsity target in an epoch before the checkpoint.
+        model.freeze_gates()
     initial_epoch = agree_across_workers(
         strategy, int(checkpoint.epoch.numpy()), "the epoch to resume from"
     )
@@ -248,6 +253,11 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
         ]
         if progress is not None:
             callbacks.append(progress)
+        if (trainee is model
+                and train_config.freeze_at_sparsity is not None):
+            callbacks.append(FreezeAtSparsity(
+                train_config.freeze_at_sparsity,
+                checkpoint.gates_frozen_at_step, log=log))
         fit_model(
             trainee, config, train_images, train_labels,
             initial_epoch=first, epochs=last,
@@ -298,6 +308,10 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
         # the monitor slice included.
         train_seconds=float(checkpoint.seconds.numpy()),
     )
+    if train_config.freeze_at_sparsity is not None:
+        # 0: the target was not reached; the gates froze after gate_epochs.
+        results["gates_frozen_at_step"] = int(
+            checkpoint.gates_frozen_at_step.numpy())
     files.write_text(workdir / "results.md", format_results(results) + "\n")
     # Last: results.json marks the run finished.
     files.write_json(results_path, results)

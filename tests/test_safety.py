@@ -209,6 +209,7 @@ def test_evaluation_and_export_refuse_non_finite_weights(tmp_path, trained):
     ("train.weight_learning_rate", -0.001),
     ("train.gate_learning_rate", math.inf),
     ("train.fine_tune_learning_rate", math.nan),
+    ("train.freeze_at_sparsity", -5.0),
     ("train.base_learning_rate", -0.003),
     ("loss.kl_flops_exponent", math.inf),
     ("model.gate_concentration1_init", math.nan),
