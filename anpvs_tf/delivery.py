@@ -224,8 +224,8 @@ def plan(config, seconds=None):
         network = "compact" if train.compact_fine_tune else "masked"
         when = f"after {train.gate_epochs}"
         if train.freeze_at_sparsity is not None:
-            when = (f"at {train.freeze_at_sparsity:g} % unit sparsity "
-                    f"(at most {train.gate_epochs} epochs)")
+            when = (f"at {train.freeze_at_sparsity:g} % unit sparsity or "
+                    f"{when}")
         freeze = (f", gates frozen {when}, then the {network} network "
                   "fine-tunes")
     steps.append(f"{train.method} ({train.epochs} epochs{freeze})")

@@ -42,3 +42,33 @@ def training_seconds(summary, workdir):
     if base.exists():
         seconds += json.loads(base.read_text())["train_seconds"]
     return seconds
+
+
+def row(command, seconds, summary, workdir, train_examples):
+    """The benchmarks' record of one finished command: its wall time
+    (`run`), training work and summary."""
+    # Here, not at the top: bench/onednn.py runs the command without
+    # loading TensorFlow in its own process.
+    from anpvs_tf.delivery import training_passes
+    from anpvs_tf.workdir import read_config
+
+    results = summary["results"]
+    strong = results["strong"]
+    return {
+        "command": command,
+        "wall_seconds": round(seconds, 1),
+        "train_seconds": round(training_seconds(summary, workdir), 1),
+        # The work the baselines are matched on, base included.
+        "train_passes": training_passes(read_config(workdir),
+                                        train_examples),
+        "clean_acc": results["clean_acc"],
+        "pgd40_acc": results["pgd_acc"],
+        "apgd_ce_acc": strong["apgd_ce_acc"],
+        "apgd_dlr_acc": strong["apgd_dlr_acc"],
+        "worst_case_acc": strong["worst_case_acc"],
+        "worst_case_examples": strong["examples"],
+        "unit_sparsity": results["unit_sparsity"],
+        "flops_speedup": results["flops_speedup"],
+        "params": results["params"],
+        "serving_speedup_b256": summary["serving"]["speedup"],
+    }

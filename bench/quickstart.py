@@ -55,10 +55,9 @@ from anpvs_tf.delivery import training_passes  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from main_command import MAIN_COMMAND  # noqa: E402
 from main_command import ROBUST_COMMAND  # noqa: E402
+from main_command import row  # noqa: E402
 from main_command import run  # noqa: E402
-from main_command import training_seconds  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
-from anpvs_tf.workdir import read_config  # noqa: E402
 
 SEARCH = ROOT / "bench/results/budget_search.json"
 MAIN_RECIPE = next(arg.split("=", 1)[1] for arg in shlex.split(MAIN_COMMAND)
@@ -124,29 +123,6 @@ def baseline_epochs(method, rate, shared, train_examples):
     return matched_epochs(
         budget, config_lib.replace(get_experiment(recipe), **overrides),
         train_examples)
-
-
-def row(command, seconds, summary, workdir, train_examples):
-    results = summary["results"]
-    strong = results["strong"]
-    return {
-        "command": command,
-        "wall_seconds": round(seconds, 1),
-        "train_seconds": round(training_seconds(summary, workdir), 1),
-        # The work the baselines are matched on, base included.
-        "train_passes": training_passes(read_config(workdir),
-                                        train_examples),
-        "clean_acc": results["clean_acc"],
-        "pgd40_acc": results["pgd_acc"],
-        "apgd_ce_acc": strong["apgd_ce_acc"],
-        "apgd_dlr_acc": strong["apgd_dlr_acc"],
-        "worst_case_acc": strong["worst_case_acc"],
-        "worst_case_examples": strong["examples"],
-        "unit_sparsity": results["unit_sparsity"],
-        "flops_speedup": results["flops_speedup"],
-        "params": results["params"],
-        "serving_speedup_b256": summary["serving"]["speedup"],
-    }
 
 
 def seeded(command):

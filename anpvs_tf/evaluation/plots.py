@@ -9,7 +9,7 @@ import numpy as np
 from anpvs_tf import files
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,7 +23,7 @@ def plot_accuracy_vs_epsilon(curves, path, title=None, xlabel="eps"):
 
     curves: {model name: (eps values, accuracies in [0, 1])}.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(5.5, 4))
     for name, (values, accuracies) in curves.items():
         axes.plot(values, 100 * np.asarray(accuracies), marker="o",
@@ -35,7 +35,7 @@ def plot_accuracy_vs_epsilon(curves, path, title=None, xlabel="eps"):
     axes.legend()
     axes.set_title(title or "PGD robust accuracy against eps")
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return path
 
 
@@ -46,7 +46,7 @@ def plot_vulnerability_distribution(models, path, title=None):
     figure comparing AT and ANP-VS: a robust network has more of its
     features near zero distortion.
     """
-    plt = _pyplot()
+    plt = pyplot()
     layers = list(next(iter(models.values())))
     figure, axes = plt.subplots(
         1, len(layers), figsize=(3.2 * len(layers), 3.2), squeeze=False)
@@ -63,7 +63,7 @@ def plot_vulnerability_distribution(models, path, title=None):
     figure.legend(handles, labels, loc="lower center", ncol=len(models))
     figure.suptitle(title or "Distribution of feature vulnerability")
     figure.tight_layout(rect=(0, 0.08, 1, 1))
-    _save(figure, path)
+    save_figure(figure, path)
     return path
 
 
@@ -73,7 +73,7 @@ def plot_training_curve(history, path, title=None):
 
     history: {column of history.csv: [value per epoch]}.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, axes = plt.subplots(figsize=(6, 4))
     epochs = np.asarray(history.get("epoch", []), dtype=float) + 1
     for column, label in (("val_clean_accuracy", "clean (monitor)"),
@@ -100,15 +100,15 @@ def plot_training_curve(history, path, title=None):
     if title:
         axes.set_title(title)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
-def _save(figure, path):
+def save_figure(figure, path):
     """Saves a figure atomically as PNG (format from the final name's
     extension) and closes it."""
     with files.atomic_path(path, suffix=".png") as temporary:
         figure.savefig(temporary, dpi=120)
-    _pyplot().close(figure)
+    pyplot().close(figure)
 
 
 def plot_budget_tradeoff(groups, path, title=None, floors=None):
@@ -125,7 +125,7 @@ def plot_budget_tradeoff(groups, path, title=None, floors=None):
     {"passes": at most, "clean_acc": at least, "unit_sparsity": at
     least}, any of them.
     """
-    plt = _pyplot()
+    plt = pyplot()
     floors = floors or {}
     panels = (("passes", lambda p: p["passes"] / 1e6,
                "training work, base included (million network passes)"),
@@ -169,5 +169,5 @@ def plot_budget_tradeoff(groups, path, title=None, floors=None):
                   ncol=len(legend), fontsize="small",
                   title="red ring: chosen", title_fontsize="small")
     figure.suptitle(title or "What a training budget buys")
-    _save(figure, path)
+    save_figure(figure, path)
     return path
