@@ -28,9 +28,7 @@ times of a loaded machine say little):
 and `python bench/seeds.py --benchmark=quickstart` compares the seeds.
 """
 
-import json
 import os
-import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -47,21 +45,16 @@ from anpvs_tf import cli  # noqa: E402
 cli.start()  # before anything imports TensorFlow
 
 import models  # noqa: E402,F401  (registers the zoo)
-from anpvs_tf import config as config_lib  # noqa: E402
 from anpvs_tf import data  # noqa: E402
 from anpvs_tf import files  # noqa: E402
-from anpvs_tf.delivery import matched_epochs  # noqa: E402
-from anpvs_tf.delivery import training_passes  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+from baselines import MAIN_RECIPE  # noqa: E402
+from baselines import matched_baseline_command  # noqa: E402
 from main_command import MAIN_COMMAND  # noqa: E402
 from main_command import ROBUST_COMMAND  # noqa: E402
 from main_command import row  # noqa: E402
 from main_command import run  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
-
-SEARCH = ROOT / "bench/results/budget_search.json"
-MAIN_RECIPE = next(arg.split("=", 1)[1] for arg in shlex.split(MAIN_COMMAND)
-                   if arg.startswith("--model="))
 
 flags.DEFINE_string("output", "bench/results/quickstart",
                     "Output path without extension.")
@@ -77,52 +70,6 @@ FLAGS = flags.FLAGS
 
 
 NAMES = {"at": "AT", "trades": "TRADES"}
-
-
-def baseline_recipe(method):
-    """A baseline's settings from bench/budget_search.py: the weight
-    learning rate it chose for `method` on the held-out validation split,
-    and the training attack and loss setting it shares with the recipe."""
-    search = json.loads(SEARCH.read_text())
-    chosen = search[f"{method}_trials"][search[f"{method}_chosen"]]
-    return (chosen["overrides"]["train.weight_learning_rate"],
-            search[f"{method}_shared_overrides"])
-
-
-def baseline_settings(method, epochs, learning_rate, shared):
-    """The unpruned `method` on the same data, evaluated like the main
-    command: its recipe and these overrides."""
-    main = get_experiment(MAIN_RECIPE)
-    return f"lenet5_caffe_mnist_{method}", {
-        "train.epochs": epochs, "train.weight_learning_rate": learning_rate,
-        # The main command's training attack, loss mix and monitor slice,
-        # so that both spend their training time on the same work.
-        "attack.num_steps": main.attack.num_steps, **shared,
-        "data.monitor_examples": main.data.monitor_examples,
-        "eval.strong_examples": main.eval.strong_examples,
-        "serve.export": True}
-
-
-def baseline_command(recipe, overrides):
-    return (f"python train.py --model={recipe} "
-            + "".join(f"--override={key}={_text(value)} "
-                      for key, value in overrides.items())
-            + f"--workdir=runs/quickstart_{recipe.split('_mnist_')[-1]}")
-
-
-def _text(value):
-    """A setting as --override reads it."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def baseline_epochs(method, rate, shared, train_examples):
-    """The baseline's epochs whose training passes (base and monitor
-    included) come closest to the main command's."""
-    budget = training_passes(get_experiment(MAIN_RECIPE), train_examples)
-    recipe, overrides = baseline_settings(method, 1, rate, shared)
-    return matched_epochs(
-        budget, config_lib.replace(get_experiment(recipe), **overrides),
-        train_examples)
 
 
 def seeded(command):
@@ -146,10 +93,8 @@ def main(argv):
             report["robust"] = row(command, *run(command, workdir), workdir,
                                    train_examples)
         for method in FLAGS.baselines:
-            rate, shared = baseline_recipe(method)
-            command = seeded(baseline_command(*baseline_settings(
-                method, baseline_epochs(method, rate, shared, train_examples),
-                rate, shared)))
+            command = seeded(matched_baseline_command(method,
+                                                      train_examples))
             workdir = Path(scratch) / method
             report[method] = row(command, *run(command, workdir), workdir,
                                  train_examples)

@@ -1,0 +1,79 @@
+"""The unpruned baselines the main command is compared with: each with
+the weight rate bench/budget_search.py chose for it on the held-out
+validation split, the training attack and loss setting it shares with the
+recipe, and the epochs whose training passes match the main command's
+(anpvs_tf.delivery.matched_epochs). bench/quickstart.py and
+bench/budget_curve.py train them. Import after cli.start()."""
+
+import json
+import shlex
+from pathlib import Path
+
+from anpvs_tf import config as config_lib
+from anpvs_tf.delivery import matched_epochs
+from anpvs_tf.delivery import training_passes
+from anpvs_tf.registry import get_experiment
+from main_command import MAIN_COMMAND
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCH = ROOT / "bench/results/budget_search.json"
+MAIN_RECIPE = next(arg.split("=", 1)[1] for arg in shlex.split(MAIN_COMMAND)
+                   if arg.startswith("--model="))
+
+
+def baseline_recipe(method):
+    """A baseline's settings from bench/budget_search.py: the weight
+    learning rate it chose for `method` on the held-out validation split,
+    and the training attack and loss setting it shares with the recipe."""
+    search = json.loads(SEARCH.read_text())
+    chosen = search[f"{method}_trials"][search[f"{method}_chosen"]]
+    return (chosen["overrides"]["train.weight_learning_rate"],
+            search[f"{method}_shared_overrides"])
+
+
+def baseline_settings(method, epochs, learning_rate, shared):
+    """The unpruned `method` on the same data, evaluated like the main
+    command: its recipe and these overrides."""
+    main = get_experiment(MAIN_RECIPE)
+    return f"lenet5_caffe_mnist_{method}", {
+        "train.epochs": epochs, "train.weight_learning_rate": learning_rate,
+        # The main command's training attack, loss mix and monitor slice,
+        # so that both spend their training time on the same work.
+        "attack.num_steps": main.attack.num_steps, **shared,
+        "data.monitor_examples": main.data.monitor_examples,
+        "eval.strong_examples": main.eval.strong_examples,
+        "serve.export": True}
+
+
+def baseline_command(recipe, overrides):
+    return (f"python train.py --model={recipe} "
+            + "".join(f"--override={key}={_text(value)} "
+                      for key, value in overrides.items())
+            + f"--workdir=runs/quickstart_{recipe.split('_mnist_')[-1]}")
+
+
+def _text(value):
+    """A setting as --override reads it."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def baseline_epochs(method, rate, shared, train_examples, main=None):
+    """The baseline's epochs whose training passes (base and monitor
+    included) come closest to the main command's (or to those of `main`,
+    its config with other settings)."""
+    main = main or get_experiment(MAIN_RECIPE)
+    budget = training_passes(main, train_examples)
+    recipe, overrides = baseline_settings(method, 1, rate, shared)
+    return matched_epochs(
+        budget, config_lib.replace(get_experiment(recipe), **overrides),
+        train_examples)
+
+
+def matched_baseline_command(method, train_examples, main=None):
+    """The command that trains the unpruned `method` for the main
+    command's training work (or `main`'s, its config with other
+    settings), at the rate its search chose."""
+    rate, shared = baseline_recipe(method)
+    return baseline_command(*baseline_settings(
+        method, baseline_epochs(method, rate, shared, train_examples, main),
+        rate, shared))

@@ -1,0 +1,271 @@
+"""The main command's trade-off, seed by seed: its worst case against the
+sparsity its gates stop at, and against its training work, beside AT
+trained for the same work.
+
+    python bench/tradeoff.py --seeds=0,1,2 --targets=40,60 --scales=0.5,2
+
+Sparsity: MAIN_COMMAND (bench/main_command.py) with --seed=S and
+--freeze_at_sparsity=T (the gates freeze after the first step at which
+T % of the units are pruned, instead of after their 4 epochs), and with
+--beta=0 (the same chain with no KL pushing the gates to prune: what the
+chain itself costs against AT, pruning apart).
+Work: MAIN_COMMAND with its epochs times each --scales value (the same
+base and gate epochs, a shorter or longer compact fine-tune, the decays
+at the same fractions), and AT for that work (bench/baselines.py: its
+epochs' training passes match).
+The README's recipe and AT for its work come from bench/quickstart.py's
+report of each seed (bench/results/quickstart.json for seed 0,
+quickstart_seed<S>.json), not retrained. Each run keeps its workdir in
+--runs_dir, and a run whose summary.json exists is read, not retrained,
+so an interrupted benchmark resumes.
+
+Writes bench/results/tradeoff.{json,md,png}: worst case (first 1,000 test
+images), clean and PGD-40 (all 10,000), unit sparsity, FLOPs reduction,
+serving speed-up, training work and time of every point; the PNG plots
+the worst case against the unit sparsity and against the training work.
+"""
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from anpvs_tf import cli  # noqa: E402
+
+cli.start()  # before anything imports TensorFlow
+
+import models  # noqa: E402,F401  (registers the zoo)
+from anpvs_tf import config as config_lib  # noqa: E402
+from anpvs_tf import data  # noqa: E402
+from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.plots import pyplot  # noqa: E402
+from anpvs_tf.evaluation.plots import save_figure  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+from anpvs_tf.registry import get_experiment  # noqa: E402
+from baselines import MAIN_RECIPE  # noqa: E402
+from baselines import matched_baseline_command  # noqa: E402
+from main_command import MAIN_COMMAND  # noqa: E402
+from main_command import row  # noqa: E402
+from main_command import run  # noqa: E402
+
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
+flags.DEFINE_list("targets", ["40", "60"],
+                  "--freeze_at_sparsity values (% of the gated units).")
+flags.DEFINE_bool("unpressed", True,
+                  "Also run the recipe with --beta=0: the same chain, no KL "
+                  "pushing the gates to prune.")
+flags.DEFINE_list("scales", ["0.5", "2"],
+                  "Multiples of the recipe's epochs (1: the README's, read "
+                  "from bench/quickstart.py's reports).")
+flags.DEFINE_string("runs_dir", "bench/runs/tradeoff",
+                    "Where each run's workdir is kept (and resumed from).")
+flags.DEFINE_string("output", "bench/results/tradeoff",
+                    "Output path without extension.")
+FLAGS = flags.FLAGS
+
+# What the report keeps of a run (bench/main_command.row's record).
+KEPT = ("command", "worst_case_acc", "clean_acc", "pgd40_acc",
+        "unit_sparsity", "flops_speedup", "serving_speedup_b256",
+        "train_passes", "train_seconds", "wall_seconds")
+
+
+def _kept(point, **extra):
+    return {**{key: point[key] for key in KEPT}, **extra}
+
+
+def quickstart_report(seed):
+    """bench/quickstart.py's report of `seed`: the README's recipe at its
+    top, AT under "at"."""
+    name = "quickstart" if seed == 0 else f"quickstart_seed{seed}"
+    path = ROOT / "bench/results" / f"{name}.json"
+    if not path.exists():
+        sys.exit(f"{path} is missing: run `python bench/quickstart.py "
+                 f"--seed={seed} --norobust --baselines=at "
+                 f"--output=bench/results/{name}` first")
+    report = json.loads(path.read_text())
+    if "at" not in report:
+        sys.exit(f"{path} holds no AT row: rerun it with --baselines=at")
+    return report
+
+
+def point(name, command, train_examples):
+    """`command` run (or read back) in its workdir `name`."""
+    workdir = ROOT / FLAGS.runs_dir / name
+    summary_path = workdir / "summary.json"
+    if summary_path.exists():
+        summary = json.loads(summary_path.read_text())
+        seconds = summary["wall_seconds"]
+    else:
+        seconds, summary = run(command, workdir)
+    return row(command, seconds, summary, workdir, train_examples), summary
+
+
+def sparsity_points(seed, train_examples):
+    points = []
+    for target in (float(t) for t in FLAGS.targets):
+        record, summary = point(
+            f"seed{seed}_t{target:g}",
+            f"{MAIN_COMMAND} --seed={seed} --freeze_at_sparsity={target:g}",
+            train_examples)
+        points.append(_kept(
+            record, label=f"frozen at {target:g} %",
+            gates_frozen_at_step=summary["results"]["gates_frozen_at_step"]))
+    if FLAGS.unpressed:
+        record, _ = point(f"seed{seed}_kl0",
+                          f"{MAIN_COMMAND} --seed={seed} --beta=0",
+                          train_examples)
+        points.append(_kept(record, label="no KL (--beta=0)"))
+    return points
+
+
+def work_points(seed, train_examples):
+    """{scale: {"anp_vs": record, "at": record}}."""
+    main = get_experiment(MAIN_RECIPE)
+    points = {}
+    for scale in (float(s) for s in FLAGS.scales):
+        epochs = round(main.train.epochs * scale)
+        scaled = config_lib.replace(main, **{"train.epochs": epochs})
+        commands = {
+            "anp_vs": f"{MAIN_COMMAND} --seed={seed} --epochs={epochs}",
+            "at": (f"{matched_baseline_command('at', train_examples, scaled)}"
+                   f" --seed={seed}")}
+        points[f"{scale:g}"] = {
+            method: _kept(point(f"seed{seed}_x{scale:g}_{method}", command,
+                                train_examples)[0], epochs=epochs)
+            for method, command in commands.items()}
+    return points
+
+
+def _cells(label, record, at):
+    gap = "" if at is None else f"{100 * (at - record['worst_case_acc']):.2f}"
+    return [label, f"{100 * record['worst_case_acc']:.2f}", gap,
+            f"{100 * record['clean_acc']:.2f}",
+            f"{100 * record['pgd40_acc']:.2f}",
+            f"{record['unit_sparsity']:.2f}",
+            f"{record['flops_speedup']:.2f}x",
+            f"{record['serving_speedup_b256']:.2f}x",
+            f"{record['train_passes'] / 1e6:.2f} M",
+            f"{record['train_seconds']:.0f} s"]
+
+
+COLUMNS = ["worst case %", "gap to AT", "clean %", "PGD-40 %",
+           "unit sparsity %", "FLOPs reduction", "serving speed-up (b256)",
+           "training passes", "training time"]
+
+
+def plot(report, path):
+    plt = pyplot()
+    figure, (by_sparsity, by_work) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for number, (seed, entry) in enumerate(report.items()):
+        color = f"C{number}"
+        at = 100 * entry["recipe"]["at"]["worst_case_acc"]
+        points = sorted([*entry["sparsity"], entry["recipe"]["anp_vs"]],
+                        key=lambda p: p["unit_sparsity"])
+        by_sparsity.plot([p["unit_sparsity"] for p in points],
+                         [100 * p["worst_case_acc"] for p in points],
+                         marker="o", color=color, label=f"ANP-VS, seed {seed}")
+        by_sparsity.plot(entry["recipe"]["anp_vs"]["unit_sparsity"],
+                         100 * entry["recipe"]["anp_vs"]["worst_case_acc"],
+                         marker="s", markersize=10, color=color,
+                         fillstyle="none")
+        by_sparsity.axhline(at, color=color, linestyle="--", alpha=0.7,
+                            label=f"AT, seed {seed}")
+        by_scale = sorted([entry["recipe"], *entry["work"].values()],
+                          key=lambda p: p["anp_vs"]["train_passes"])
+        for method, style in (("anp_vs", "-o"), ("at", "--^")):
+            by_work.plot([p[method]["train_passes"] / 1e6 for p in by_scale],
+                         [100 * p[method]["worst_case_acc"] for p in by_scale],
+                         style, color=color,
+                         label=f"{'ANP-VS' if method == 'anp_vs' else 'AT'}, "
+                               f"seed {seed}")
+    by_sparsity.set_xlabel("unit sparsity (%)")
+    by_sparsity.set_title("by sparsity (square: gates frozen after 4 "
+                          "epochs, the README's)", fontsize=9)
+    by_work.set_xlabel("training work (million network passes)")
+    by_work.set_title("by training work (ANP-VS and AT matched)",
+                      fontsize=9)
+    for axes in (by_sparsity, by_work):
+        axes.set_ylabel("worst case, first 1,000 test images (%)")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=7)
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def main(argv):
+    del argv
+    train_examples = len(data.load_split(
+        get_experiment(MAIN_RECIPE).data, "train")[1])
+    report = {}
+    for seed in (int(s) for s in FLAGS.seeds):
+        quickstart = quickstart_report(seed)
+        report[seed] = {
+            "recipe": {"anp_vs": _kept(quickstart),
+                       "at": _kept(quickstart["at"])},
+            "sparsity": sparsity_points(seed, train_examples),
+            "work": work_points(seed, train_examples)}
+
+    gaps = {}
+    sparsity_rows, work_rows = [], []
+    for seed, entry in report.items():
+        at = entry["recipe"]["at"]["worst_case_acc"]
+        for record in entry["sparsity"]:
+            sparsity_rows.append([str(seed), *_cells(record["label"],
+                                                     record, at)])
+            gaps.setdefault(record["label"], []).append(
+                100 * (at - record["worst_case_acc"]))
+        sparsity_rows.append([str(seed), *_cells(
+            "after 4 epochs (README)", entry["recipe"]["anp_vs"], at)])
+        sparsity_rows.append([str(seed), *_cells(
+            "AT, same work", entry["recipe"]["at"], None)])
+        for scale, pair in sorted({"1": entry["recipe"], **entry["work"]}
+                                  .items(), key=lambda p: float(p[0])):
+            at_scaled = pair["at"]["worst_case_acc"]
+            work_rows.append([str(seed), f"x{scale}", *_cells(
+                "ANP-VS", pair["anp_vs"], at_scaled)])
+            work_rows.append([str(seed), f"x{scale}", *_cells(
+                "AT", pair["at"], None)])
+            if scale != "1":  # x1: the README's recipe, below
+                gaps.setdefault(f"x{scale} work", []).append(
+                    100 * (at_scaled - pair["anp_vs"]["worst_case_acc"]))
+        gaps.setdefault("after 4 epochs (README)", []).append(
+            100 * (at - entry["recipe"]["anp_vs"]["worst_case_acc"]))
+    medians = {key: statistics.median(values)
+               for key, values in gaps.items()}
+    files.write_json(f"{FLAGS.output}.json",
+                     {"seeds": {str(k): v for k, v in report.items()},
+                      "gap_medians": medians})
+    lines = [
+        "The main command's trade-off (bench/tradeoff.py), worst case on "
+        "the first 1,000 test images, clean and PGD-40 on all 10,000; gap: "
+        "AT's worst case (same training work) minus the row's, in points. "
+        "The README's recipe and its AT: bench/quickstart.py's reports. "
+        "Training time includes the base; the runs of different sessions "
+        "ran on different machines, so times compare only within a "
+        "session.", "",
+        f"By sparsity: `{MAIN_COMMAND} --seed=S --freeze_at_sparsity=T` "
+        "(the gates freeze after the first step at which T % of the units "
+        "are pruned) and `--beta=0` (no KL: the chain without pruning "
+        "pressure).", ""]
+    lines += markdown_table(["seed", "gates", *COLUMNS], sparsity_rows)
+    lines += ["", f"By training work: `{MAIN_COMMAND} --seed=S --epochs=E` "
+              "(E = 24 x scale; the base's 6 and the gates' 4 epochs as "
+              "they are) and AT for the same training passes.", ""]
+    lines += markdown_table(["seed", "work", "method", *COLUMNS], work_rows)
+    lines += ["", "Median gap to AT over the seeds: " + "; ".join(
+        f"{key}: {value:.2f} points" for key, value in medians.items())
+        + "."]
+    files.write_text(f"{FLAGS.output}.md", "\n".join(lines) + "\n")
+    plot(report, f"{FLAGS.output}.png")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    app.run(main)
