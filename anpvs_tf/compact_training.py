@@ -36,9 +36,11 @@ import dataclasses
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from anpvs_tf import channels as graph_analysis
 from anpvs_tf import precision
+from anpvs_tf.callbacks import FreezeAtSparsity
 from anpvs_tf.assembly import compile_model
 from anpvs_tf.gates import FrozenGate
 from anpvs_tf.layers import network_outputs
@@ -255,7 +257,8 @@ def widen(narrowed):
 
 
 def fit_in_phases(model, config, strategy, num_train_examples, fit,
-                  initial_epoch=0, on_compact=None, log=lambda _: None):
+                  initial_epoch=0, on_compact=None, log=lambda _: None,
+                  frozen_at_step=None):
     """Trains `model` in the order every run trains: where the config
     freezes the gates (`train.gate_epochs`), the gates learn until then,
     freeze, and the rest of `train.epochs` fine-tunes the weights, on the
@@ -263,8 +266,12 @@ def fit_in_phases(model, config, strategy, num_train_examples, fit,
     allows it, otherwise on `model`, masked; without `gate_epochs` the
     whole run trains `model`.
 
-    `fit(trainee, first, last)` trains `trainee` over epochs [first,
-    last) (nothing where first >= last: a resumed run skips what is done).
+    `fit(trainee, first, last, *callbacks)` trains `trainee` over epochs
+    [first, last) (nothing where first >= last: a resumed run skips what
+    is done) with these Keras callbacks besides its own: the gate phase
+    gets a FreezeAtSparsity where the config sets `train.freeze_at_sparsity`
+    (keeping the step it froze at in `frozen_at_step`, an int64 variable,
+    which train.py checkpoints).
     `on_compact(compact)` runs once the compact model exists, before it
     trains (train.py restores its checkpoint there). Where the compact
     fine-tune would not take the masked one's steps, the fine-tune stays
@@ -274,7 +281,13 @@ def fit_in_phases(model, config, strategy, num_train_examples, fit,
     if not model.gates or gate_epochs is None:
         fit(model, initial_epoch, epochs)
         return
-    fit(model, initial_epoch, gate_epochs)  # the gates learn
+    freeze_early = ()
+    if config.train.freeze_at_sparsity is not None:
+        if frozen_at_step is None:
+            frozen_at_step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        freeze_early = (FreezeAtSparsity(config.train.freeze_at_sparsity,
+                                         frozen_at_step, log=log),)
+    fit(model, initial_epoch, gate_epochs, *freeze_early)  # gates learn
     model.freeze_gates()  # also where a resumed run starts past them
     rest = max(initial_epoch, gate_epochs)
     if not config.train.compact_fine_tune:

@@ -26,7 +26,6 @@ from anpvs_tf.base import base_config
 from anpvs_tf.base import check_base
 from anpvs_tf.base import copy_base_weights
 from anpvs_tf.callbacks import EpochCheckpoint
-from anpvs_tf.callbacks import FreezeAtSparsity
 from anpvs_tf.callbacks import HistoryLog
 from anpvs_tf.callbacks import PhaseProgress
 from anpvs_tf.checkpoints import checkpoint_candidates
@@ -237,7 +236,7 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
         log(f"Gates frozen; the fine-tune trains the compact network "
             f"({kept:,} of {full:,} weights)")
 
-    def fit(trainee, first, last):
+    def fit(trainee, first, last, *phase_callbacks):
         if first >= last:
             return
         callbacks = [
@@ -253,11 +252,7 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
         ]
         if progress is not None:
             callbacks.append(progress)
-        if (trainee is model
-                and train_config.freeze_at_sparsity is not None):
-            callbacks.append(FreezeAtSparsity(
-                train_config.freeze_at_sparsity,
-                checkpoint.gates_frozen_at_step, log=log))
+        callbacks.extend(phase_callbacks)
         fit_model(
             trainee, config, train_images, train_labels,
             initial_epoch=first, epochs=last,
@@ -273,7 +268,7 @@ def _train(config, workdir, overwrite, log, verbose, strategy, paths,
         f"{strategy.num_replicas_in_sync} replica(s)) in {workdir}")
     fit_in_phases(model, config, strategy, len(train_labels), fit,
                   initial_epoch=initial_epoch, on_compact=compact_phase,
-                  log=log)
+                  log=log, frozen_at_step=checkpoint.gates_frozen_at_step)
     check_usable(model.network, f"'{workdir}' after training")
     if paths.chief:
         with files.atomic_path(workdir / NETWORK_FILE,

@@ -456,10 +456,10 @@ FIT = "compact fine-tune after the gates freeze, as train.py"
 def fit_phases(model, config, images, labels):
     """Trains as train.py does (anpvs_tf.compact_training.fit_in_phases),
     so a trial's time is what the main command will spend."""
-    def fit(trainee, first, last):
+    def fit(trainee, first, last, *callbacks):
         if first < last:
             fit_model(trainee, config, images, labels, initial_epoch=first,
-                      epochs=last, verbose=0)
+                      epochs=last, callbacks=callbacks, verbose=0)
 
     fit_in_phases(model, config, tf.distribute.get_strategy(), len(labels),
                   fit)

@@ -59,16 +59,17 @@ def _changed(a, b):
     return any(not np.array_equal(x, y) for x, y in zip(a, b))
 
 
-def _masked_phases(model, data, initial_epoch=0, callbacks=()):
+def _masked_phases(model, data, initial_epoch=0, callbacks=(), **settings):
     """A 3-epoch masked run whose gates freeze after epoch 1, trained in
-    fit_in_phases' order (as train.py's)."""
+    fit_in_phases' order (as train.py's and the budget search's)."""
     config = run_config("lenet5_caffe_mnist_anp_vs", 3, **{
-        "train.gate_epochs": 1, "train.compact_fine_tune": False})
+        "train.gate_epochs": 1, "train.compact_fine_tune": False,
+        **settings})
 
-    def fit(trainee, first, last):
+    def fit(trainee, first, last, *phase_callbacks):
         if first < last:
             trainee.fit(data, initial_epoch=first, epochs=last,
-                        callbacks=list(callbacks), verbose=0)
+                        callbacks=[*callbacks, *phase_callbacks], verbose=0)
 
     fit_in_phases(model, config, None, 32, fit, initial_epoch=initial_epoch)
 
@@ -179,6 +180,23 @@ def test_a_sparsity_target_the_run_cannot_use_is_refused(overrides,
                                                          problem):
     with pytest.raises(ConfigError, match=problem):
         _freezing_run(**overrides)
+
+
+def test_every_caller_of_fit_in_phases_gets_the_sparsity_freeze(
+        mnist_test_batch):
+    """The budget search trains through fit_in_phases, not train.py: a
+    target the starting gates already meet freezes them after step 1."""
+    images, labels = mnist_test_batch
+    data = tf.data.Dataset.from_tensor_slices(
+        (images[:32], labels[:32])).batch(16)
+    model = make_model("anp_vs", run_eagerly=False)
+    gate = model.gates[0]
+    raw = gate.concentration1_raw.numpy()
+    raw[:gate.units // 2] = PRUNED_RAW
+    gate.concentration1_raw.assign(raw)
+    _masked_phases(model, data, **{"train.freeze_at_sparsity": 0.5})
+    assert model.gate_optimizer.iterations.numpy() == 1
+    assert model.optimizer.iterations.numpy() == 6
 
 
 def _freezing_run(**overrides):
