@@ -40,8 +40,8 @@ import tensorflow as tf
 
 from anpvs_tf import channels as graph_analysis
 from anpvs_tf import precision
-from anpvs_tf.callbacks import FreezeAtSparsity
 from anpvs_tf.assembly import compile_model
+from anpvs_tf.callbacks import FreezeAtSparsity
 from anpvs_tf.gates import FrozenGate
 from anpvs_tf.layers import network_outputs
 from anpvs_tf.pruning import check_compactable
