@@ -118,10 +118,17 @@ def sparsity_points(seed, train_examples):
             record, label=f"frozen at {target:g} %",
             gates_frozen_at_step=summary["results"]["gates_frozen_at_step"]))
     if FLAGS.unpressed:
-        record, _ = point(f"seed{seed}_kl0",
-                          f"{MAIN_COMMAND} --seed={seed} --beta=0",
+        name = f"seed{seed}_kl0"
+        record, _ = point(name, f"{MAIN_COMMAND} --seed={seed} --beta=0",
                           train_examples)
-        points.append(_kept(record, label="no KL (--beta=0)"))
+        # The base every run of this seed starts from (its own report:
+        # PGD-40 on the first 1,000 test images).
+        base = json.loads(
+            (ROOT / FLAGS.runs_dir / name / "base/results.json").read_text())
+        points.append(_kept(record, label="no KL (--beta=0)",
+                            base_clean_acc=base["clean_acc"],
+                            base_pgd40_acc=base["pgd_acc"],
+                            base_examples=base["test_examples"]))
     return points
 
 
@@ -255,6 +262,15 @@ def main(argv):
         "are pruned) and `--beta=0` (no KL: the chain without pruning "
         "pressure).", ""]
     lines += markdown_table(["seed", "gates", *COLUMNS], sparsity_rows)
+    bases = [(seed, p) for seed, entry in report.items()
+             for p in entry["sparsity"] if "base_pgd40_acc" in p]
+    if bases:
+        lines += ["", "The base every run of a seed starts from (6 TRADES "
+                  "epochs), PGD-40 / clean on the first "
+                  f"{bases[0][1]['base_examples']:,} test images: " + "; ".join(
+                      f"seed {seed} {100 * p['base_pgd40_acc']:.2f} % / "
+                      f"{100 * p['base_clean_acc']:.2f} %"
+                      for seed, p in bases) + "."]
     lines += ["", f"By training work: `{MAIN_COMMAND} --seed=S --epochs=E` "
               "(E = 24 x scale; the base's 6 and the gates' 4 epochs as "
               "they are) and AT for the same training passes.", ""]
