@@ -27,6 +27,10 @@ def base_config(config):
                train.weight_learning_rate if train.base_learning_rate is None
                else train.base_learning_rate),
            "train.base_learning_rate": None,
+           "train.decay_fractions": (
+               train.decay_fractions if train.base_decay_fractions is None
+               else train.base_decay_fractions),
+           "train.base_decay_fractions": None,
            "train.gate_epochs": None,
            "train.freeze_at_sparsity": None,
            "train.fine_tune_learning_rate": None,

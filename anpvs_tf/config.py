@@ -263,6 +263,10 @@ class TrainConfig(_Settings):
     # A base trains best at its own rate; the gates prune more against
     # faster weights.
     base_learning_rate: float | None = None
+    # The base model's decays (fractions of its own epochs). None:
+    # decay_fractions. () keeps its rate constant: a base the pruning run
+    # continues at a high rate gains nothing from ending at a low one.
+    base_decay_fractions: tuple | None = None
     # Gated methods: the gates learn for this many epochs, then freeze
     # (their E[pi] masks, pruned units exactly 0, in training too) and the
     # weights fine-tune the pruned network for the remaining epochs.
@@ -335,10 +339,12 @@ class TrainConfig(_Settings):
              or self.gate_epochs is not None,
              f"`{key}.fine_tune_learning_rate` needs `{key}.gate_epochs`: "
              "it is the rate after the gates freeze"),
-            (all(isinstance(f, (int, float)) and 0 < f < 1
-                 for f in self.decay_fractions),
-             f"`{key}.decay_fractions` must lie in (0, 1) (got "
-             f"{self.decay_fractions})"),
+            *((all(isinstance(f, (int, float)) and 0 < f < 1
+                   for f in fractions),
+               f"`{key}.{name}` must lie in (0, 1) (got {fractions})")
+              for name, fractions in (
+                  ("decay_fractions", self.decay_fractions),
+                  ("base_decay_fractions", self.base_decay_fractions or ()))),
         ]
 
 

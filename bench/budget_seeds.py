@@ -40,6 +40,15 @@ from budget import spread  # noqa: E402
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to train and compare.")
 flags.DEFINE_string("seeds_output", "bench/results/budget_seeds",
                     "Output path without extension (.json and .md).")
+flags.DEFINE_multi_string(
+    "anp_vs_override", [],
+    "section.field=value applied to the chosen ANP-VS trial (repeatable): "
+    "a variant of it, named after them, against the same AT rows. Write it "
+    "to its own --seeds_output.")
+flags.DEFINE_string(
+    "reuse", "bench/results/budget_seeds",
+    "A committed report (no extension) whose rows of the same trials are "
+    "read instead of retrained, method by method.")
 FLAGS = flags.FLAGS
 
 KEYS = ("worst_case_acc", "clean_acc", "unit_sparsity", "flops_speedup",
@@ -53,12 +62,16 @@ def chosen_configs(report):
         get_experiment(search.PAPER), **search.START))
     anp_vs = report["anp_vs_chosen"]
     at = report["at_chosen"]
+    variant = dict(config_lib.parse_override(text)
+                   for text in FLAGS.anp_vs_override)
     at_config = config_lib.replace(recipe, **{
         **report["at_shared_overrides"], "train.method": "at",
         "train.gate_epochs": None,
         **report["at_trials"][at]["overrides"]})
-    return {"anp_vs": (anp_vs, config_lib.replace(
-                recipe, **search.ANP_VS_TRIALS[anp_vs])),
+    name = anp_vs + "".join(f"__{key}={text}" for key, text in (
+        text.split("=", 1) for text in FLAGS.anp_vs_override))
+    return {"anp_vs": (name, config_lib.replace(
+                recipe, **{**search.ANP_VS_TRIALS[anp_vs], **variant})),
             "at": (at, at_config)}
 
 
@@ -73,16 +86,21 @@ def seed_row(name, config, seed):
 
 
 def earlier_rows(configs):
-    """{seed: rows} of the committed report, if it compared the same
-    trials (a JSON file's keys are strings)."""
-    path = Path(f"{FLAGS.seeds_output}.json")
-    if not path.exists():
-        return {}
-    earlier = files.read_json(path, "delete it to retrain every seed")
-    if earlier["trials"] != {m: name for m, (name, _) in configs.items()}:
-        return {}
-    return {int(seed): {method: entry[method] for method in configs}
-            for seed, entry in earlier["seeds"].items()}
+    """{seed: {method: row}} of the committed reports (this output's and
+    --reuse's) for each method whose trial they ran (a JSON file's keys
+    are strings)."""
+    rows = {}
+    for stem in dict.fromkeys((FLAGS.reuse, FLAGS.seeds_output)):
+        path = Path(f"{stem}.json")
+        if not path.exists():
+            continue
+        earlier = files.read_json(path, "delete it to retrain every seed")
+        for method, (name, _) in configs.items():
+            if earlier["trials"].get(method) != name:
+                continue
+            for seed, entry in earlier["seeds"].items():
+                rows.setdefault(int(seed), {})[method] = entry[method]
+    return rows
 
 
 def main(argv):
@@ -94,9 +112,9 @@ def main(argv):
     configs = chosen_configs(report)
     seeds = [int(s) for s in FLAGS.seeds]
     earlier = earlier_rows(configs)
-    rows = {seed: earlier.get(seed) or {
-                method: seed_row(name, config, seed)
-                for method, (name, config) in configs.items()}
+    rows = {seed: {method: earlier.get(seed, {}).get(method)
+                   or seed_row(name, config, seed)
+                   for method, (name, config) in configs.items()}
             for seed in seeds}
     for entry in rows.values():
         entry["worst_case_gap_points"] = 100 * (

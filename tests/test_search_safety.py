@@ -257,6 +257,18 @@ def test_the_base_model_trains_at_its_own_learning_rate():
     assert train_config.base_learning_rate is None
 
 
+@pytest.mark.parametrize("base_decays, expected", [
+    (None, (0.5, 0.7)), ((), ()), ((0.9,), (0.9,))])
+def test_the_base_model_decays_at_its_own_fractions(base_decays, expected):
+    config = run_config("lenet5_caffe_mnist_anp_vs", 3, **{
+        "train.gate_epochs": 1, "train.decay_fractions": (0.5, 0.7),
+        "train.base_decay_fractions": base_decays})
+    train_config = base_config(config).train
+    assert train_config.decay_fractions == expected
+    assert train_config.base_decay_fractions is None
+    assert config.train.decay_fractions == (0.5, 0.7)
+
+
 def test_runs_that_differ_only_in_gate_settings_share_one_base():
     """The unpruned base has no gates: a gate-only setting (the fine-tune
     rate after they freeze, the KL's cost exponent) must not make a base
@@ -265,6 +277,7 @@ def test_runs_that_differ_only_in_gate_settings_share_one_base():
         "train.base_method": "at", "train.gate_epochs": 1})
     varied = config_lib.replace(start, **{
         "train.fine_tune_learning_rate": 0.002,
+        "train.freeze_at_sparsity": 60.0,
         "loss.kl_flops_exponent": -0.5})
     assert base_config(varied) == base_config(start)
     assert base_config(config_lib.replace(
