@@ -41,8 +41,9 @@ class FreezeAtSparsity(keras.callbacks.Callback):
     """Freezes the gates (ANPVSModel.freeze_gates) after the first step at
     which at least `target` % of the gated units are pruned, and keeps that
     step in `step_variable` (checkpointed, so a resumed run freezes them
-    again). The gates prune most units within one epoch, at a pace that
-    varies by seed: an epoch boundary cannot hold a sparsity."""
+    again). The gates prune in a cliff (hundreds of units in one step), at
+    a step that varies by seed: an epoch boundary cannot hold a sparsity,
+    and a target is met at the first step past it, not exactly."""
 
     def __init__(self, target, step_variable, log=print):
         super().__init__()
