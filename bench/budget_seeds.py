@@ -121,6 +121,9 @@ def main(argv):
             entry["at"]["worst_case_acc"] - entry["anp_vs"]["worst_case_acc"])
     summary = {
         "trials": {method: name for method, (name, _) in configs.items()},
+        # The variant's settings on top of the chosen trial ({}: none).
+        "anp_vs_overrides": dict(config_lib.parse_override(text)
+                                 for text in FLAGS.anp_vs_override),
         "validation_examples": FLAGS.validation_examples,
         "seeds": rows,
         "worst_case": {method: spread([100 * rows[s][method]["worst_case_acc"]
@@ -138,7 +141,12 @@ def main(argv):
         f"(`{configs['anp_vs'][0]}`) and its AT baseline "
         f"(`{configs['at'][0]}`, the same training work) by seed, on the "
         f"{FLAGS.validation_examples} held-out training images "
-        "(`python bench/budget_seeds.py`; seed 0 is the search's run).", "",
+        "(`python bench/budget_seeds.py"
+        + "".join(f" --anp_vs_override={text}"
+                  for text in FLAGS.anp_vs_override)
+        + "`; seed 0 is the search's run"
+        + (", of the trial without the overrides" if FLAGS.anp_vs_override
+           else "") + ").", "",
         *markdown_table(
             ("seed", "AT worst case %", "ANP-VS worst case %",
              "gap (points)", "AT clean %", "ANP-VS clean %",

@@ -145,6 +145,18 @@ BUDGET_SEARCH_CHOICE = {
 }
 
 
+# The seed study's refinement of that trial: its base keeps the weights'
+# rate (no decays) for the gates to continue, instead of ending at a
+# hundredth of it. Over validation seeds 0-2 (`python bench/budget_seeds.py
+# --seeds=0,1,2 --anp_vs_override=train.base_decay_fractions=
+# --seeds_output=bench/results/budget_seeds_base_constant`) its worst case
+# has a median of 79.80 % (79.00-79.90) against the trial's 78.40 %
+# (76.80-80.20) and AT's 78.10 % (78.00-81.70). tests/test_zoo.py checks
+# it is what that report ran.
+BUDGET_SEEDS_REPORT = "bench/results/budget_seeds_base_constant"
+BUDGET_SEEDS_REFINEMENT = {"train.base_decay_fractions": ()}
+
+
 @register_experiment("lenet5_caffe_mnist_anp_vs_budget")
 def _mnist_budget_recipe():
     """ANP-VS for a CPU budget (the README's main command): robust, small
@@ -162,7 +174,10 @@ def _mnist_budget_recipe():
     step), move at a faster pace (beta, gate learning rate) and freeze
     after 4 of the 24 epochs: the other 20 fine-tune the compact network,
     which trains faster per step, at a slower weight rate (0.003, against
-    0.0073 while the gates learn: fast weights let the gates prune);
+    0.0073 while the gates learn: fast weights let the gates prune); the
+    base trains at 0.0073 without decays, so the gated epochs continue it
+    instead of restarting from a hundredth of that rate (chosen over
+    validation seeds, BUDGET_SEEDS_REFINEMENT);
     PGD-10 with step 0.04 for training (a travel of 0.4 across the 0.3
     ball). After
     training: PGD-40 on the whole test set, APGD-CE/DLR and the
@@ -170,7 +185,8 @@ def _mnist_budget_recipe():
     and its measured serving speed-up.
     """
     return config_lib.replace(_mnist_recipe("anp_vs"), **{
-        **BUDGET_SEARCH_START, **BUDGET_SEARCH_CHOICE})
+        **BUDGET_SEARCH_START, **BUDGET_SEARCH_CHOICE,
+        **BUDGET_SEEDS_REFINEMENT})
 
 
 # The search's most robust trial without the clean floor

@@ -153,13 +153,25 @@ def test_the_budget_recipe_is_what_its_search_chose():
     import json
     from pathlib import Path
 
-    search = json.loads((Path(__file__).resolve().parents[1] / "bench"
-                         / "results" / "budget_search.json").read_text())
+    from models.lenet5_caffe import BUDGET_SEEDS_REFINEMENT
+    from models.lenet5_caffe import BUDGET_SEEDS_REPORT
+
+    root = Path(__file__).resolve().parents[1]
+    search = json.loads(
+        (root / "bench" / "results" / "budget_search.json").read_text())
     assert search["rule_met"], "the recipe breaks its search's rule"
     start = search["start"]
-    for recipe, trial in ((search["recipe"], search["anp_vs_chosen"]),
-                          (search["robust_recipe"], search["robust_chosen"])):
+    # The main recipe adds the seed study's refinement (its report ran the
+    # chosen trial with exactly these overrides); the robust one none.
+    seeds = json.loads((root / f"{BUDGET_SEEDS_REPORT}.json").read_text())
+    assert seeds["trials"]["anp_vs"].startswith(search["anp_vs_chosen"])
+    refinement = {key: tuple(value) if isinstance(value, list) else value
+                  for key, value in seeds["anp_vs_overrides"].items()}
+    assert refinement == BUDGET_SEEDS_REFINEMENT
+    for recipe, trial, extra in (
+            (search["recipe"], search["anp_vs_chosen"], refinement),
+            (search["robust_recipe"], search["robust_chosen"], {})):
         chosen = search["anp_vs_trials"][trial]["overrides"]
-        expected = config_lib.replace(get_experiment(start["entry"]),
-                                      **{**start["overrides"], **chosen})
+        expected = config_lib.replace(get_experiment(start["entry"]), **{
+            **start["overrides"], **chosen, **extra})
         assert get_experiment(recipe) == expected, recipe
