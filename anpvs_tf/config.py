@@ -454,8 +454,10 @@ def from_dict(values):
         attack = section.get("attack")
         if name == "eval" and isinstance(attack, dict):
             section["attack"] = _eval_attack(attack)
-        if name == "train" and "decay_fractions" in section:
-            section["decay_fractions"] = tuple(section["decay_fractions"])
+        if name == "train":
+            for field in ("decay_fractions", "base_decay_fractions"):
+                if isinstance(section.get(field), list):
+                    section[field] = tuple(section[field])
         sections[name] = _build(cls, section, name)
     return ExperimentConfig(**sections)
 

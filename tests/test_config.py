@@ -178,6 +178,15 @@ def test_a_config_stored_before_a_setting_existed_reads_as_its_default():
     assert config_lib.from_dict(stored) != config
 
 
+@pytest.mark.parametrize("base_decays", [None, (), (0.9,)])
+def test_a_stored_config_reads_back_equal(base_decays):
+    """config.json stores tuples as lists; reading it back (evaluate.py,
+    the export, a resumed run) must give the same config."""
+    config = config_lib.replace(ExperimentConfig(), **{
+        "train.base_decay_fractions": base_decays})
+    assert config_lib.from_dict(json.loads(config.to_json())) == config
+
+
 def test_modules_import_only_what_is_below_them():
     """Run in a fresh interpreter: this one has imported everything."""
     code = (
