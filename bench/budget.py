@@ -174,6 +174,12 @@ def rows_report(results, main_rows, recipe, epochs):
     return summary
 
 
+def seed_path(root, seed):
+    """A per-seed report's path: seed 0's is `root`, seed s's
+    `root`_seed<s>."""
+    return f"{root}_seed{seed}" if seed else root
+
+
 def spread(values):
     """Median, min, max and range (max - min) of a list of numbers."""
     return {"median": statistics.median(values), "min": min(values),

@@ -55,6 +55,12 @@ KEYS = ("worst_case_acc", "clean_acc", "unit_sparsity", "flops_speedup",
         "train_seconds")
 
 
+def variant_overrides():
+    """--anp_vs_override as {key: value}."""
+    return dict(config_lib.parse_override(text)
+                for text in FLAGS.anp_vs_override)
+
+
 def chosen_configs(report):
     """{"anp_vs": (trial name, config), "at": (...)} as the search ran
     them."""
@@ -62,16 +68,14 @@ def chosen_configs(report):
         get_experiment(search.PAPER), **search.START))
     anp_vs = report["anp_vs_chosen"]
     at = report["at_chosen"]
-    variant = dict(config_lib.parse_override(text)
-                   for text in FLAGS.anp_vs_override)
     at_config = config_lib.replace(recipe, **{
         **report["at_shared_overrides"], "train.method": "at",
         "train.gate_epochs": None,
         **report["at_trials"][at]["overrides"]})
-    name = anp_vs + "".join(f"__{key}={text}" for key, text in (
-        text.split("=", 1) for text in FLAGS.anp_vs_override))
+    name = anp_vs + "".join(f"__{text}" for text in FLAGS.anp_vs_override)
     return {"anp_vs": (name, config_lib.replace(
-                recipe, **{**search.ANP_VS_TRIALS[anp_vs], **variant})),
+                recipe, **{**search.ANP_VS_TRIALS[anp_vs],
+                           **variant_overrides()})),
             "at": (at, at_config)}
 
 
@@ -122,8 +126,7 @@ def main(argv):
     summary = {
         "trials": {method: name for method, (name, _) in configs.items()},
         # The variant's settings on top of the chosen trial ({}: none).
-        "anp_vs_overrides": dict(config_lib.parse_override(text)
-                                 for text in FLAGS.anp_vs_override),
+        "anp_vs_overrides": variant_overrides(),
         "validation_examples": FLAGS.validation_examples,
         "seeds": rows,
         "worst_case": {method: spread([100 * rows[s][method]["worst_case_acc"]

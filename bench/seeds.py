@@ -158,10 +158,6 @@ def labels(benchmark):
             if name in wanted}
 
 
-def seed_path(root, seed):
-    return f"{root}_seed{seed}" if seed else root
-
-
 def reports(benchmark):
     """Seed 0's report paths -> the rows each holds (--results: any)."""
     if FLAGS.results:
@@ -174,7 +170,7 @@ def seed_rows(benchmark, names, seed):
     its hyper-parameters were chosen."""
     rows, settings = {}, {}
     for root in reports(benchmark):
-        path = Path(seed_path(root, seed)).with_suffix(".json")
+        path = Path(budget.seed_path(root, seed)).with_suffix(".json")
         if not path.exists():
             continue
         report = files.read_json(path, "write it again with its benchmark")
@@ -191,8 +187,9 @@ def seed_rows(benchmark, names, seed):
             command = benchmark.command.format(
                 seed=seed, rows=",".join(missing),
                 baselines=",".join(m for m in missing if "anp_vs" not in m),
-                output=seed_path(root, seed),
-                runs=seed_path(f"bench/runs/{Path(root).name}", seed))
+                output=budget.seed_path(root, seed),
+                runs=budget.seed_path(f"bench/runs/{Path(root).name}",
+                                      seed))
             raise SystemExit(
                 f"error: seed {seed}'s reports have no {', '.join(missing)} "
                 f"row with a worst case; run `{command}` first")

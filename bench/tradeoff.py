@@ -50,6 +50,7 @@ from anpvs_tf.evaluation.plots import save_figure  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from baselines import MAIN_RECIPE  # noqa: E402
+from budget import seed_path  # noqa: E402
 from baselines import matched_baseline_command  # noqa: E402
 from main_command import MAIN_COMMAND  # noqa: E402
 from main_command import row  # noqa: E402
@@ -83,7 +84,7 @@ def _kept(point, **extra):
 def quickstart_report(seed):
     """bench/quickstart.py's report of `seed`: the README's recipe at its
     top, AT under "at"."""
-    name = "quickstart" if seed == 0 else f"quickstart_seed{seed}"
+    name = seed_path("quickstart", seed)
     path = ROOT / "bench/results" / f"{name}.json"
     if not path.exists():
         sys.exit(f"{path} is missing: run `python bench/quickstart.py "
