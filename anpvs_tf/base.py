@@ -4,6 +4,7 @@ config, the checks of a given one, and copying its weights."""
 from pathlib import Path
 
 from anpvs_tf import config as config_lib
+from anpvs_tf.config import LossConfig
 from anpvs_tf.errors import ConfigError
 from anpvs_tf.workdir import NETWORK_FILE
 from anpvs_tf.workdir import load_trained_model
@@ -34,9 +35,12 @@ def base_config(config):
            "train.gate_epochs": None,
            "train.freeze_at_sparsity": None,
            "train.fine_tune_learning_rate": None,
-           # Gate settings: an unpruned base has none, so bases of runs
-           # that differ only there are the same run.
-           "loss.kl_flops_exponent": 0.0,
+           # Gate and VS settings: an unpruned base (BASE_METHODS) reads
+           # none, so bases of runs that differ only there are the same run.
+           "loss.kl_weight": LossConfig.kl_weight,
+           "loss.kl_normalizer": LossConfig.kl_normalizer,
+           "loss.kl_flops_exponent": LossConfig.kl_flops_exponent,
+           "loss.vs_weight": LossConfig.vs_weight,
            "train.base_workdir": None,
            # The base is a starting point: PGD is enough to report.
            "eval.strong_examples": 0,

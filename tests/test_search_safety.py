@@ -272,13 +272,15 @@ def test_the_base_model_decays_at_its_own_fractions(base_decays, expected):
 def test_runs_that_differ_only_in_gate_settings_share_one_base():
     """The unpruned base has no gates: a gate-only setting (the fine-tune
     rate after they freeze, the KL's cost exponent) must not make a base
-    of its own (bench/budget_search.py trains one base per config)."""
+    of its own (bench/budget_search.py trains one base per config); nor
+    must the KL's beta and N or VS's lambda, which no base method reads."""
     start = run_config("lenet5_caffe_mnist_anp_vs", 3, **{
         "train.base_method": "at", "train.gate_epochs": 1})
     varied = config_lib.replace(start, **{
         "train.fine_tune_learning_rate": 0.002,
         "train.freeze_at_sparsity": 60.0,
-        "loss.kl_flops_exponent": -0.5})
+        "loss.kl_flops_exponent": -0.5, "loss.kl_weight": 68.6,
+        "loss.kl_normalizer": None, "loss.vs_weight": 0.01})
     assert base_config(varied) == base_config(start)
     assert base_config(config_lib.replace(
         start, **{"loss.adv_weight": 1.0})) != base_config(start)
