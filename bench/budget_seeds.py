@@ -148,8 +148,8 @@ def main(argv):
         + "".join(f" --anp_vs_override={text}"
                   for text in FLAGS.anp_vs_override)
         + "`; seed 0 is the search's run"
-        + (", of the trial without the overrides" if FLAGS.anp_vs_override
-           else "") + ").", "",
+        + ("; the variant's seed 0 is its own run, AT's the search's"
+           if FLAGS.anp_vs_override else "") + ").", "",
         *markdown_table(
             ("seed", "AT worst case %", "ANP-VS worst case %",
              "gap (points)", "AT clean %", "ANP-VS clean %",
