@@ -13,7 +13,7 @@ gaps. The test set is never read.
 
 Trials resume from budget_search's --runs_dir; a seed the committed
 report already holds for the same two trials is read from it, so seeds
-run in different sessions add up. Writes
+run in different sessions add up (a shorter --seeds keeps them). Writes
 bench/results/budget_seeds.{json,md}.
 """
 
@@ -37,7 +37,10 @@ from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from budget import spread  # noqa: E402
 
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to train and compare.")
+flags.DEFINE_list("seeds", ["0", "1", "2"],
+                  "Seeds to train (where no report holds them) and compare; "
+                  "the seeds an earlier report holds for both trials stay in "
+                  "the table too, so a shorter list never drops rows.")
 flags.DEFINE_string("seeds_output", "bench/results/budget_seeds",
                     "Output path without extension (.json and .md).")
 flags.DEFINE_multi_string(
@@ -114,8 +117,10 @@ def main(argv):
     report = files.read_json(f"{FLAGS.output}.json",
                              "run bench/budget_search.py first")
     configs = chosen_configs(report)
-    seeds = [int(s) for s in FLAGS.seeds]
     earlier = earlier_rows(configs)
+    seeds = sorted({int(s) for s in FLAGS.seeds} | {
+        seed for seed, entry in earlier.items()
+        if entry.keys() >= configs.keys()})
     rows = {seed: {method: earlier.get(seed, {}).get(method)
                    or seed_row(name, config, seed)
                    for method, (name, config) in configs.items()}
@@ -153,13 +158,14 @@ def main(argv):
         *markdown_table(
             ("seed", "AT worst case %", "ANP-VS worst case %",
              "gap (points)", "AT clean %", "ANP-VS clean %",
-             "ANP-VS unit sparsity %"),
+             "ANP-VS unit sparsity %", "ANP-VS FLOPs reduction"),
             [(seed, f"{100 * r['at']['worst_case_acc']:.2f}",
               f"{100 * r['anp_vs']['worst_case_acc']:.2f}",
               f"{r['worst_case_gap_points']:.2f}",
               f"{100 * r['at']['clean_acc']:.2f}",
               f"{100 * r['anp_vs']['clean_acc']:.2f}",
-              f"{r['anp_vs']['unit_sparsity']:.2f}")
+              f"{r['anp_vs']['unit_sparsity']:.2f}",
+              f"{r['anp_vs']['flops_speedup']:.2f}x")
              for seed, r in rows.items()]), "",
         *(f"{name} worst case %: median {s['median']:.2f}, "
           f"{s['min']:.2f}-{s['max']:.2f}; clean % median "
