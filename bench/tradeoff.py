@@ -8,7 +8,8 @@ Sparsity: MAIN_COMMAND (bench/main_command.py) with --seed=S and
 --freeze_at_sparsity=T (the gates freeze after the first step at which
 T % of the units are pruned, instead of after their 4 epochs), and with
 --beta=0 (the same chain with no KL pushing the gates to prune: what the
-chain itself costs against AT, pruning apart).
+chain itself costs against AT, pruning apart), and each --variant (the
+recipe with some settings overridden, e.g. its base at another rate).
 Work: MAIN_COMMAND with its epochs times each --scales value (the same
 base and gate epochs, a shorter or longer compact fine-tune, the decays
 at the same fractions), and AT for that work (bench/baselines.py: its
@@ -62,6 +63,11 @@ flags.DEFINE_list("targets", ["40", "60"],
 flags.DEFINE_bool("unpressed", True,
                   "Also run the recipe with --beta=0: the same chain, no KL "
                   "pushing the gates to prune.")
+flags.DEFINE_multi_string(
+    "variant", [],
+    "A point beside the recipe, run at every seed: 'label: key=value ...' "
+    "(space-separated --override values), e.g. 'base at 0.003: "
+    "train.base_learning_rate=0.003'. Repeatable.")
 flags.DEFINE_list("scales", ["0.5", "2"],
                   "Multiples of the recipe's epochs (1: the README's, read "
                   "from bench/quickstart.py's reports).")
@@ -108,8 +114,30 @@ def point(name, command, train_examples):
     return row(command, seconds, summary, workdir, train_examples), summary
 
 
+def variants():
+    """[(label, command suffix)] of --variant."""
+    parsed = []
+    for text in FLAGS.variant:
+        label, sep, overrides = text.partition(":")
+        if not sep or not label.strip() or not overrides.split():
+            sys.exit(f"--variant={text!r}: write 'label: key=value ...'")
+        parsed.append((label.strip(), " ".join(
+            f"--override={o}" for o in overrides.split())))
+    return parsed
+
+
+def slug(label):
+    """A workdir name for a label."""
+    return "".join(c if c.isalnum() or c in "._" else "_" for c in label)
+
+
 def sparsity_points(seed, train_examples):
     points = []
+    for label, suffix in variants():
+        record, _ = point(f"seed{seed}_{slug(label)}",
+                          f"{MAIN_COMMAND} --seed={seed} {suffix}",
+                          train_examples)
+        points.append(_kept(record, label=label))
     for target in (float(t) for t in FLAGS.targets):
         record, summary = point(
             f"seed{seed}_t{target:g}",
@@ -260,9 +288,11 @@ def main(argv):
         "session.", "",
         f"By sparsity: `{MAIN_COMMAND} --seed=S --freeze_at_sparsity=T` "
         "(the gates freeze after the first step at which T % of the units "
-        "are pruned) and `--beta=0` (no KL: the chain without pruning "
-        "pressure).", ""]
-    lines += markdown_table(["seed", "gates", *COLUMNS], sparsity_rows)
+        "are pruned), `--beta=0` (no KL: the chain without pruning "
+        "pressure)"
+        + "".join(f"; {label}: `{MAIN_COMMAND} --seed=S {suffix}`"
+                  for label, suffix in variants()) + ".", ""]
+    lines += markdown_table(["seed", "run", *COLUMNS], sparsity_rows)
     bases = [(seed, p) for seed, entry in report.items()
              for p in entry["sparsity"] if "base_pgd40_acc" in p]
     if bases:
