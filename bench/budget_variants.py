@@ -1,0 +1,148 @@
+"""The validation trade-off of the chosen ANP-VS trial's variants: every
+committed bench/budget_seeds*.json report side by side, each variant's
+median worst case against its median unit sparsity and FLOPs reduction,
+beside AT's median on the same seeds.
+
+    python bench/budget_variants.py
+
+Trains nothing: it reads the reports bench/budget_seeds.py writes (one per
+--anp_vs_override set, on 1,000 held-out training images, never the test
+set), over the seeds all of them hold, so every row has the same seeds.
+Writes bench/results/budget_variants.{json,md,png}.
+"""
+
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+from anpvs_tf import cli  # noqa: E402
+from anpvs_tf import files  # noqa: E402
+from anpvs_tf.evaluation.plots import pyplot  # noqa: E402
+from anpvs_tf.evaluation.plots import save_figure  # noqa: E402
+from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+
+flags.DEFINE_string("reports", "bench/results/budget_seeds*.json",
+                    "The bench/budget_seeds.py reports to read (a glob).")
+flags.DEFINE_string("output", "bench/results/budget_variants",
+                    "Output path without extension.")
+FLAGS = flags.FLAGS
+
+# The search rule's size floors (bench/budget_search.py).
+MIN_SPARSITY = 60.0
+MIN_FLOPS_SPEEDUP = 8.0
+
+
+def label(overrides):
+    """A variant as its overrides (an empty tuple shows as "()")."""
+    return ", ".join(
+        f"{key}={'()' if value in ([], ()) else value}"
+        for key, value in overrides.items()) or "the search's choice"
+
+
+def median(report, seeds, method, key):
+    return statistics.median(report["seeds"][s][method][key] for s in seeds)
+
+
+def variant_row(path, report, seeds):
+    anp_vs = {key: median(report, seeds, "anp_vs", key)
+              for key in ("worst_case_acc", "clean_acc", "unit_sparsity",
+                          "flops_speedup")}
+    per_seed = [100 * report["seeds"][s]["anp_vs"]["worst_case_acc"]
+                for s in seeds]
+    return {
+        "report": path.name,
+        "variant": label(report.get("anp_vs_overrides", {})),
+        **anp_vs,
+        "worst_case_min": min(per_seed) / 100,
+        "worst_case_max": max(per_seed) / 100,
+        "at_worst_case_acc": median(report, seeds, "at", "worst_case_acc"),
+        "gap_points": statistics.median(
+            report["seeds"][s]["worst_case_gap_points"] for s in seeds),
+        "meets_size_rule": (anp_vs["unit_sparsity"] >= MIN_SPARSITY and
+                            anp_vs["flops_speedup"] >= MIN_FLOPS_SPEEDUP),
+    }
+
+
+def plot(rows, at, path):
+    plt = pyplot()
+    figure, axes = plt.subplots(figsize=(8, 6.5))
+    for number, row in enumerate(rows):
+        worst = 100 * row["worst_case_acc"]
+        axes.errorbar(
+            row["unit_sparsity"], worst,
+            yerr=[[worst - 100 * row["worst_case_min"]],
+                  [100 * row["worst_case_max"] - worst]],
+            marker="o" if row["meets_size_rule"] else "x", capsize=3,
+            color=f"C{number}", label=f"{row['variant']} "
+                                      f"({row['flops_speedup']:.1f}x FLOPs)")
+    axes.axhline(100 * at, color="black", linestyle="--",
+                 label="AT, unpruned, same work")
+    axes.axvline(MIN_SPARSITY, color="grey", linestyle=":")
+    axes.set_xlabel("unit sparsity, median over seeds (%)")
+    axes.set_ylabel("worst case, median and range (%)")
+    axes.set_title("Variants of the chosen trial on held-out training images"
+                   "\n(o: >= 60 % sparsity and >= 8x FLOPs; x: not)",
+                   fontsize=9)
+    axes.grid(alpha=0.3)
+    # Below the axes: the long labels would hide the points.
+    axes.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    figure.tight_layout()
+    save_figure(figure, path)
+
+
+def main(argv):
+    del argv
+    paths = sorted(Path().glob(FLAGS.reports))
+    if not paths:
+        sys.exit(f"no report matches {FLAGS.reports}: run "
+                 "bench/budget_seeds.py first")
+    reports = {p: files.read_json(p, "rerun bench/budget_seeds.py")
+               for p in paths}
+    seeds = sorted(set.intersection(*(set(r["seeds"])
+                                      for r in reports.values())), key=int)
+    ats = {median(r, seeds, "at", "worst_case_acc")
+           for r in reports.values()}
+    if not seeds or len(ats) != 1:
+        sys.exit("the reports share no seeds or disagree on AT: rerun "
+                 "bench/budget_seeds.py with the same --reuse")
+    at = ats.pop()
+    rows = sorted((variant_row(p, r, seeds) for p, r in reports.items()),
+                  key=lambda row: row["unit_sparsity"])
+    files.write_json(f"{FLAGS.output}.json",
+                     {"seeds": seeds, "at_worst_case_acc": at, "rows": rows})
+    lines = [
+        "Variants of the budget search's chosen ANP-VS trial on the 1,000 "
+        "held-out training images (`python bench/budget_variants.py`, from "
+        "the bench/budget_seeds.py reports named in the last column), "
+        f"medians over seeds {', '.join(seeds)}; AT, unpruned and trained "
+        f"for the same work, scored a median {100 * at:.2f} %. Gap: AT's "
+        "worst case minus the variant's, median over the seeds. Size rule: "
+        f">= {MIN_SPARSITY:g} % unit sparsity and >= {MIN_FLOPS_SPEEDUP:g}x "
+        "fewer FLOPs (the search's floors).", "",
+        *markdown_table(
+            ("variant", "worst case %", "range %", "gap (points)",
+             "clean %", "unit sparsity %", "FLOPs reduction",
+             "size rule", "report"),
+            [(row["variant"], f"{100 * row['worst_case_acc']:.2f}",
+              f"{100 * row['worst_case_min']:.2f}-"
+              f"{100 * row['worst_case_max']:.2f}",
+              f"{row['gap_points']:.2f}", f"{100 * row['clean_acc']:.2f}",
+              f"{row['unit_sparsity']:.2f}",
+              f"{row['flops_speedup']:.2f}x",
+              "met" if row["meets_size_rule"] else "not met",
+              row["report"]) for row in rows]),
+    ]
+    files.write_text(f"{FLAGS.output}.md", "\n".join(lines) + "\n")
+    plot(rows, at, f"{FLAGS.output}.png")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    cli.start()
+    app.run(main)
