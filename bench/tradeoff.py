@@ -80,11 +80,14 @@ FLAGS = flags.FLAGS
 # What the report keeps of a run (bench/main_command.row's record).
 KEPT = ("command", "worst_case_acc", "clean_acc", "pgd40_acc",
         "unit_sparsity", "flops_speedup", "serving_speedup_b256",
-        "train_passes", "train_seconds", "wall_seconds")
+        "train_passes", "train_seconds", "wall_seconds", "base_clean_acc",
+        "base_pgd40_acc", "base_examples")
 
 
 def _kept(point, **extra):
-    return {**{key: point[key] for key in KEPT}, **extra}
+    """What the report keeps of a record (the base's scores where the run
+    trained one here)."""
+    return {**{key: point[key] for key in KEPT if key in point}, **extra}
 
 
 def quickstart_report(seed):
@@ -103,7 +106,9 @@ def quickstart_report(seed):
 
 
 def point(name, command, train_examples):
-    """`command` run (or read back) in its workdir `name`."""
+    """`command` run (or read back) in its workdir `name`, with the PGD-40
+    and clean accuracy of the base it started from (its own report, on
+    the first 1,000 test images)."""
     workdir = ROOT / FLAGS.runs_dir / name
     summary_path = workdir / "summary.json"
     if summary_path.exists():
@@ -111,7 +116,14 @@ def point(name, command, train_examples):
         seconds = summary["wall_seconds"]
     else:
         seconds, summary = run(command, workdir)
-    return row(command, seconds, summary, workdir, train_examples), summary
+    record = row(command, seconds, summary, workdir, train_examples)
+    base_path = workdir / "base/results.json"
+    if base_path.exists():  # AT trains none
+        base = json.loads(base_path.read_text())
+        record.update(base_clean_acc=base["clean_acc"],
+                      base_pgd40_acc=base["pgd_acc"],
+                      base_examples=base["test_examples"])
+    return record, summary
 
 
 def variants():
@@ -150,14 +162,7 @@ def sparsity_points(seed, train_examples):
         name = f"seed{seed}_kl0"
         record, _ = point(name, f"{MAIN_COMMAND} --seed={seed} --beta=0",
                           train_examples)
-        # The base every run of this seed starts from (its own report:
-        # PGD-40 on the first 1,000 test images).
-        base = json.loads(
-            (ROOT / FLAGS.runs_dir / name / "base/results.json").read_text())
-        points.append(_kept(record, label="no KL (--beta=0)",
-                            base_clean_acc=base["clean_acc"],
-                            base_pgd40_acc=base["pgd_acc"],
-                            base_examples=base["test_examples"]))
+        points.append(_kept(record, label="no KL (--beta=0)"))
     return points
 
 
@@ -188,17 +193,23 @@ def _cells(label, record, at):
             f"{record['flops_speedup']:.2f}x",
             f"{record['serving_speedup_b256']:.2f}x",
             f"{record['train_passes'] / 1e6:.2f} M",
-            f"{record['train_seconds']:.0f} s"]
+            f"{record['train_seconds']:.0f} s",
+            (f"{100 * record['base_pgd40_acc']:.2f}"
+             if "base_pgd40_acc" in record else "")]
 
 
 COLUMNS = ["worst case %", "gap to AT", "clean %", "PGD-40 %",
            "unit sparsity %", "FLOPs reduction", "serving speed-up (b256)",
-           "training passes", "training time"]
+           "training passes", "training time",
+           "its base's PGD-40 % (first 1,000)"]
 
 
 def plot(report, path):
     plt = pyplot()
-    figure, (by_sparsity, by_work) = plt.subplots(1, 2, figsize=(11, 4.5))
+    with_work = bool(FLAGS.scales)  # else one panel: the work is the same
+    figure, panels = plt.subplots(1, 1 + with_work, squeeze=False,
+                                  figsize=(11 if with_work else 6.5, 4.5))
+    by_sparsity, by_work = (*panels[0], None)[:2]
     for number, (seed, entry) in enumerate(report.items()):
         color = f"C{number}"
         at = 100 * entry["recipe"]["at"]["worst_case_acc"]
@@ -213,6 +224,8 @@ def plot(report, path):
                          fillstyle="none")
         by_sparsity.axhline(at, color=color, linestyle="--", alpha=0.7,
                             label=f"AT, seed {seed}")
+        if not with_work:
+            continue
         by_scale = sorted([entry["recipe"], *entry["work"].values()],
                           key=lambda p: p["anp_vs"]["train_passes"])
         for method, style in (("anp_vs", "-o"), ("at", "--^")):
@@ -224,10 +237,11 @@ def plot(report, path):
     by_sparsity.set_xlabel("unit sparsity (%)")
     by_sparsity.set_title("by sparsity (square: gates frozen after 4 "
                           "epochs, the README's)", fontsize=9)
-    by_work.set_xlabel("training work (million network passes)")
-    by_work.set_title("by training work (ANP-VS and AT matched)",
-                      fontsize=9)
-    for axes in (by_sparsity, by_work):
+    if with_work:
+        by_work.set_xlabel("training work (million network passes)")
+        by_work.set_title("by training work (ANP-VS and AT matched)",
+                          fontsize=9)
+    for axes in panels[0]:
         axes.set_ylabel("worst case, first 1,000 test images (%)")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
@@ -278,6 +292,13 @@ def main(argv):
     files.write_json(f"{FLAGS.output}.json",
                      {"seeds": {str(k): v for k, v in report.items()},
                       "gap_medians": medians})
+    kinds = [*((f"`{MAIN_COMMAND} --seed=S --freeze_at_sparsity=T` (the "
+                "gates freeze after the first step at which T % of the "
+                "units are pruned)",) if FLAGS.targets else ()),
+             *(("`--beta=0` (no KL: the chain without pruning pressure)",)
+               if FLAGS.unpressed else ()),
+             *(f"{label}: `{MAIN_COMMAND} --seed=S {suffix}`"
+               for label, suffix in variants())]
     lines = [
         "The main command's trade-off (bench/tradeoff.py), worst case on "
         "the first 1,000 test images, clean and PGD-40 on all 10,000; gap: "
@@ -286,26 +307,17 @@ def main(argv):
         "Training time includes the base; the runs of different sessions "
         "ran on different machines, so times compare only within a "
         "session.", "",
-        f"By sparsity: `{MAIN_COMMAND} --seed=S --freeze_at_sparsity=T` "
-        "(the gates freeze after the first step at which T % of the units "
-        "are pruned), `--beta=0` (no KL: the chain without pruning "
-        "pressure)"
-        + "".join(f"; {label}: `{MAIN_COMMAND} --seed=S {suffix}`"
-                  for label, suffix in variants()) + ".", ""]
+        "By sparsity: " + "; ".join(kinds) + ". Its base: the base "
+        "model the run trained first (the README's recipe and `--beta=0` "
+        "start from the same one).", ""]
     lines += markdown_table(["seed", "run", *COLUMNS], sparsity_rows)
-    bases = [(seed, p) for seed, entry in report.items()
-             for p in entry["sparsity"] if "base_pgd40_acc" in p]
-    if bases:
-        lines += ["", "The base every run of a seed starts from (6 TRADES "
-                  "epochs), PGD-40 / clean on the first "
-                  f"{bases[0][1]['base_examples']:,} test images: " + "; ".join(
-                      f"seed {seed} {100 * p['base_pgd40_acc']:.2f} % / "
-                      f"{100 * p['base_clean_acc']:.2f} %"
-                      for seed, p in bases) + "."]
-    lines += ["", f"By training work: `{MAIN_COMMAND} --seed=S --epochs=E` "
-              "(E = 24 x scale; the base's 6 and the gates' 4 epochs as "
-              "they are) and AT for the same training passes.", ""]
-    lines += markdown_table(["seed", "work", "method", *COLUMNS], work_rows)
+    if FLAGS.scales:
+        lines += ["", "By training work: "
+                  f"`{MAIN_COMMAND} --seed=S --epochs=E` (E = 24 x scale; "
+                  "the base's 6 and the gates' 4 epochs as they are) and AT "
+                  "for the same training passes.", ""]
+        lines += markdown_table(["seed", "work", "method", *COLUMNS],
+                                work_rows)
     lines += ["", "Median gap to AT over the seeds: " + "; ".join(
         f"{key}: {value:.2f} points" for key, value in medians.items())
         + "."]
