@@ -25,6 +25,9 @@ times of a loaded machine say little):
     python bench/quickstart.py --seed=1 --norobust --baselines=at \
         --output=bench/results/quickstart_seed1
 
+(with --reuse_baselines=bench/results/quickstart_seed1.json after a
+change of the recipe only: AT's row is read back, not retrained)
+
 and `python bench/seeds.py --benchmark=quickstart` compares the seeds.
 """
 
@@ -63,6 +66,11 @@ flags.DEFINE_bool("robust", True,
 flags.DEFINE_list("baselines", ["at", "trades"],
                   "Unpruned methods also trained for the same training "
                   "work, counted in network passes (empty: none).")
+flags.DEFINE_string("reuse_baselines", None,
+                    "An earlier report (.json) whose baseline rows are read "
+                    "instead of retrained, each only where its command is "
+                    "the one this run would give (same method, work, rate "
+                    "and seed): the recipe changed, the baselines did not.")
 flags.DEFINE_integer("seed", None,
                      "Run every command with this --seed (default: none, "
                      "the commands exactly as the README gives them).")
@@ -92,9 +100,15 @@ def main(argv):
             command = seeded(ROBUST_COMMAND)
             report["robust"] = row(command, *run(command, workdir), workdir,
                                    train_examples)
+        earlier = (files.read_json(FLAGS.reuse_baselines,
+                                   "leave out --reuse_baselines")
+                   if FLAGS.reuse_baselines else {})
         for method in FLAGS.baselines:
             command = seeded(matched_baseline_command(method,
                                                       train_examples))
+            if earlier.get(method, {}).get("command") == command:
+                report[method] = earlier[method]
+                continue
             workdir = Path(scratch) / method
             report[method] = row(command, *run(command, workdir), workdir,
                                  train_examples)
