@@ -147,31 +147,36 @@ def test_entry_trains_and_evaluates_one_step(entry):
 
 def test_the_budget_recipe_is_what_its_search_chose():
     """lenet5_caffe_mnist_anp_vs_budget = the search's start + the chosen
-    trial (bench/results/budget_search.json), so the README's main command
-    runs what was validated; its _robust variant the same with the trial
-    marked robust."""
+    trial (bench/results/budget_search.json) + the seed study's
+    refinement, so the README's main command runs what was validated; its
+    _robust variant the same with the trial marked robust. Each is also
+    exactly what its seed study ran (the chosen trial with the report's
+    overrides)."""
     import json
     from pathlib import Path
 
     from models.lenet5_caffe import BUDGET_SEEDS_REFINEMENT
     from models.lenet5_caffe import BUDGET_SEEDS_REPORT
+    from models.lenet5_caffe import BUDGET_SEEDS_ROBUST_REPORT
 
     root = Path(__file__).resolve().parents[1]
     search = json.loads(
         (root / "bench" / "results" / "budget_search.json").read_text())
     assert search["rule_met"], "the recipe breaks its search's rule"
     start = search["start"]
-    # The main recipe adds the seed study's refinement (its report ran the
-    # chosen trial with exactly these overrides); the robust one none.
-    seeds = json.loads((root / f"{BUDGET_SEEDS_REPORT}.json").read_text())
-    assert seeds["trials"]["anp_vs"].startswith(search["anp_vs_chosen"])
-    refinement = {key: tuple(value) if isinstance(value, list) else value
-                  for key, value in seeds["anp_vs_overrides"].items()}
-    assert refinement == BUDGET_SEEDS_REFINEMENT
-    for recipe, trial, extra in (
-            (search["recipe"], search["anp_vs_chosen"], refinement),
-            (search["robust_recipe"], search["robust_chosen"], {})):
+
+    def config(trial, extra):
         chosen = search["anp_vs_trials"][trial]["overrides"]
-        expected = config_lib.replace(get_experiment(start["entry"]), **{
+        return config_lib.replace(get_experiment(start["entry"]), **{
             **start["overrides"], **chosen, **extra})
-        assert get_experiment(recipe) == expected, recipe
+
+    for recipe, trial, report in (
+            (search["recipe"], search["anp_vs_chosen"], BUDGET_SEEDS_REPORT),
+            (search["robust_recipe"], search["robust_chosen"],
+             BUDGET_SEEDS_ROBUST_REPORT)):
+        assert get_experiment(recipe) == config(
+            trial, BUDGET_SEEDS_REFINEMENT), recipe
+        seeds = json.loads((root / f"{report}.json").read_text())
+        assert seeds["trials"]["anp_vs"].startswith(search["anp_vs_chosen"])
+        assert get_experiment(recipe) == config(
+            search["anp_vs_chosen"], seeds["anp_vs_overrides"]), report
