@@ -210,18 +210,21 @@ def plot(report, path):
     figure, panels = plt.subplots(1, 1 + with_work, squeeze=False,
                                   figsize=(11 if with_work else 6.5, 4.5))
     by_sparsity, by_work = (*panels[0], None)[:2]
+    markers, shapes = {}, iter("o^Dv<>P*Xh")
     for number, (seed, entry) in enumerate(report.items()):
         color = f"C{number}"
         at = 100 * entry["recipe"]["at"]["worst_case_acc"]
-        points = sorted([*entry["sparsity"], entry["recipe"]["anp_vs"]],
-                        key=lambda p: p["unit_sparsity"])
-        by_sparsity.plot([p["unit_sparsity"] for p in points],
-                         [100 * p["worst_case_acc"] for p in points],
-                         marker="o", color=color, label=f"ANP-VS, seed {seed}")
+        # One marker per kind of run (the runs are different recipes, not
+        # points of one curve), one colour per seed.
+        for record in entry["sparsity"]:
+            if record["label"] not in markers:
+                markers[record["label"]] = next(shapes)
+            by_sparsity.plot(record["unit_sparsity"],
+                             100 * record["worst_case_acc"],
+                             markers[record["label"]], color=color)
         by_sparsity.plot(entry["recipe"]["anp_vs"]["unit_sparsity"],
                          100 * entry["recipe"]["anp_vs"]["worst_case_acc"],
-                         marker="s", markersize=10, color=color,
-                         fillstyle="none")
+                         "s", markersize=9, color=color, fillstyle="none")
         by_sparsity.axhline(at, color=color, linestyle="--", alpha=0.7,
                             label=f"AT, seed {seed}")
         if not with_work:
@@ -234,9 +237,12 @@ def plot(report, path):
                          style, color=color,
                          label=f"{'ANP-VS' if method == 'anp_vs' else 'AT'}, "
                                f"seed {seed}")
+    for kind, shape in (*markers.items(), ("the README's recipe", "s")):
+        by_sparsity.plot([], [], shape, color="black", label=kind,
+                         fillstyle="none" if shape == "s" else "full")
     by_sparsity.set_xlabel("unit sparsity (%)")
-    by_sparsity.set_title("by sparsity (square: gates frozen after 4 "
-                          "epochs, the README's)", fontsize=9)
+    by_sparsity.set_title("by sparsity (colour: seed; marker: run)",
+                          fontsize=9)
     if with_work:
         by_work.set_xlabel("training work (million network passes)")
         by_work.set_title("by training work (ANP-VS and AT matched)",
