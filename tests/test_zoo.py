@@ -155,6 +155,7 @@ def test_the_budget_recipe_is_what_its_search_chose():
     import json
     from pathlib import Path
 
+    from models.lenet5_caffe import BASE_KEEPS_RATE
     from models.lenet5_caffe import BUDGET_SEEDS_REFINEMENT
     from models.lenet5_caffe import BUDGET_SEEDS_REPORT
     from models.lenet5_caffe import BUDGET_SEEDS_ROBUST_REPORT
@@ -170,12 +171,12 @@ def test_the_budget_recipe_is_what_its_search_chose():
         return config_lib.replace(get_experiment(start["entry"]), **{
             **start["overrides"], **chosen, **extra})
 
-    for recipe, trial, report in (
-            (search["recipe"], search["anp_vs_chosen"], BUDGET_SEEDS_REPORT),
+    for recipe, trial, refinement, report in (
+            (search["recipe"], search["anp_vs_chosen"],
+             BUDGET_SEEDS_REFINEMENT, BUDGET_SEEDS_REPORT),
             (search["robust_recipe"], search["robust_chosen"],
-             BUDGET_SEEDS_ROBUST_REPORT)):
-        assert get_experiment(recipe) == config(
-            trial, BUDGET_SEEDS_REFINEMENT), recipe
+             BASE_KEEPS_RATE, BUDGET_SEEDS_ROBUST_REPORT)):
+        assert get_experiment(recipe) == config(trial, refinement), recipe
         seeds = json.loads((root / f"{report}.json").read_text())
         assert seeds["trials"]["anp_vs"].startswith(search["anp_vs_chosen"])
         assert get_experiment(recipe) == config(
