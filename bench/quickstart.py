@@ -107,7 +107,8 @@ def main(argv):
             command = seeded(matched_baseline_command(method,
                                                       train_examples))
             if earlier.get(method, {}).get("command") == command:
-                report[method] = earlier[method]
+                report[method] = {**earlier[method],
+                                  "read_from": FLAGS.reuse_baselines}
                 continue
             workdir = Path(scratch) / method
             report[method] = row(command, *run(command, workdir), workdir,
@@ -133,7 +134,11 @@ def main(argv):
              "attack and loss setting it shares with the recipe. "
              f"Worst case and APGD on the first "
              f"{report['worst_case_examples']:,} test images, PGD-40 and "
-             "clean on all 10,000.", ""]
+             "clean on all 10,000."
+             + "".join(f" {NAMES[m]}: read back from {report[m]['read_from']}"
+                       " (not retrained; its times are that run's)."
+                       for m in FLAGS.baselines if "read_from" in report[m]),
+             ""]
     lines += markdown_table(
         ["method", "wall time", "training time", "training passes",
          "worst case %",
