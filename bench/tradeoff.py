@@ -51,8 +51,8 @@ from anpvs_tf.evaluation.plots import save_figure  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from baselines import MAIN_RECIPE  # noqa: E402
-from budget import seed_path  # noqa: E402
 from baselines import matched_baseline_command  # noqa: E402
+from budget import seed_path  # noqa: E402
 from main_command import MAIN_COMMAND  # noqa: E402
 from main_command import row  # noqa: E402
 from main_command import run  # noqa: E402
@@ -159,8 +159,8 @@ def sparsity_points(seed, train_examples):
             record, label=f"frozen at {target:g} %",
             gates_frozen_at_step=summary["results"]["gates_frozen_at_step"]))
     if FLAGS.unpressed:
-        name = f"seed{seed}_kl0"
-        record, _ = point(name, f"{MAIN_COMMAND} --seed={seed} --beta=0",
+        record, _ = point(f"seed{seed}_kl0",
+                          f"{MAIN_COMMAND} --seed={seed} --beta=0",
                           train_examples)
         points.append(_kept(record, label="no KL (--beta=0)"))
     return points
@@ -209,7 +209,8 @@ def plot(report, path):
     with_work = bool(FLAGS.scales)  # else one panel: the work is the same
     figure, panels = plt.subplots(1, 1 + with_work, squeeze=False,
                                   figsize=(11 if with_work else 6.5, 4.5))
-    by_sparsity, by_work = (*panels[0], None)[:2]
+    by_sparsity = panels[0][0]
+    by_work = panels[0][1] if with_work else None
     markers, shapes = {}, iter("o^Dv<>P*Xh")
     for number, (seed, entry) in enumerate(report.items()):
         color = f"C{number}"
