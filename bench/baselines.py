@@ -1,7 +1,8 @@
 """The unpruned baselines the main command is compared with: each with
 the weight rate bench/budget_search.py chose for it on the held-out
 validation split, the training attack and loss setting it shares with the
-recipe, and the epochs whose training passes match the main command's
+recipe, its seed study's refinement (REFINEMENTS), and the epochs whose
+training passes match the main command's
 (anpvs_tf.delivery.matched_epochs). bench/quickstart.py and
 bench/budget_curve.py train them. Import after cli.start()."""
 
@@ -21,14 +22,26 @@ MAIN_RECIPE = next(arg.split("=", 1)[1] for arg in shlex.split(MAIN_COMMAND)
                    if arg.startswith("--model="))
 
 
+# The seed study's refinement of a baseline: the main recipe's
+# refinements of the chosen trial (models/lenet5_caffe.py
+# BUDGET_SEEDS_REFINEMENT) were validation studies ANP-VS got; the one
+# that applies to AT, the weights' later decays, was tried on AT the same
+# way (bench/budget_seeds.py --at_override=..., seeds 0-2) and kept where
+# it raised AT's median worst case. Its report's at_overrides apply.
+REFINEMENTS = {"at": ROOT / "bench/results/at_seeds_decay_0.7_0.9_adv_2.json"}
+
+
 def baseline_recipe(method):
     """A baseline's settings from bench/budget_search.py: the weight
     learning rate it chose for `method` on the held-out validation split,
-    and the training attack and loss setting it shares with the recipe."""
+    and the training attack and loss setting it shares with the recipe,
+    with its seed study's refinement (REFINEMENTS) if it has one."""
     search = json.loads(SEARCH.read_text())
     chosen = search[f"{method}_trials"][search[f"{method}_chosen"]]
+    refinement = (json.loads(REFINEMENTS[method].read_text())["at_overrides"]
+                  if method in REFINEMENTS else {})
     return (chosen["overrides"]["train.weight_learning_rate"],
-            search[f"{method}_shared_overrides"])
+            {**search[f"{method}_shared_overrides"], **refinement})
 
 
 def baseline_settings(method, epochs, learning_rate, shared):
@@ -54,6 +67,8 @@ def baseline_command(recipe, overrides):
 
 def _text(value):
     """A setting as --override reads it."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 

@@ -48,6 +48,12 @@ flags.DEFINE_multi_string(
     "section.field=value applied to the chosen ANP-VS trial (repeatable): "
     "a variant of it, named after them, against the same AT rows. Write it "
     "to its own --seeds_output.")
+flags.DEFINE_multi_string(
+    "at_override", [],
+    "section.field=value applied to the chosen AT trial (repeatable): the "
+    "same refinement for the baseline, against the same ANP-VS rows. Write "
+    "it to its own --seeds_output (not budget_seeds*, which "
+    "budget_variants.py reads as ANP-VS variants).")
 flags.DEFINE_string(
     "reuse", "bench/results/budget_seeds",
     "A committed report (no extension) whose rows of the same trials are "
@@ -58,10 +64,20 @@ KEYS = ("worst_case_acc", "clean_acc", "unit_sparsity", "flops_speedup",
         "train_seconds")
 
 
-def variant_overrides():
-    """--anp_vs_override as {key: value}."""
+def override_texts(method):
+    """--anp_vs_override or --at_override, as typed."""
+    return {"anp_vs": FLAGS.anp_vs_override, "at": FLAGS.at_override}[method]
+
+
+def variant_overrides(method="anp_vs"):
+    """--anp_vs_override (or --at_override) as {key: value}."""
     return dict(config_lib.parse_override(text)
-                for text in FLAGS.anp_vs_override)
+                for text in override_texts(method))
+
+
+def variant_name(method, trial):
+    """A trial's name with its variant's overrides (the cache's key)."""
+    return trial + "".join(f"__{text}" for text in override_texts(method))
 
 
 def chosen_configs(report):
@@ -74,12 +90,11 @@ def chosen_configs(report):
     at_config = config_lib.replace(recipe, **{
         **report["at_shared_overrides"], "train.method": "at",
         "train.gate_epochs": None,
-        **report["at_trials"][at]["overrides"]})
-    name = anp_vs + "".join(f"__{text}" for text in FLAGS.anp_vs_override)
-    return {"anp_vs": (name, config_lib.replace(
+        **report["at_trials"][at]["overrides"], **variant_overrides("at")})
+    return {"anp_vs": (variant_name("anp_vs", anp_vs), config_lib.replace(
                 recipe, **{**search.ANP_VS_TRIALS[anp_vs],
                            **variant_overrides()})),
-            "at": (at, at_config)}
+            "at": (variant_name("at", at), at_config)}
 
 
 def seed_row(name, config, seed):
@@ -132,6 +147,7 @@ def main(argv):
         "trials": {method: name for method, (name, _) in configs.items()},
         # The variant's settings on top of the chosen trial ({}: none).
         "anp_vs_overrides": variant_overrides(),
+        "at_overrides": variant_overrides("at"),
         "validation_examples": FLAGS.validation_examples,
         "seeds": rows,
         "worst_case": {method: spread([100 * rows[s][method]["worst_case_acc"]
@@ -150,11 +166,14 @@ def main(argv):
         f"(`{configs['at'][0]}`, the same training work) by seed, on the "
         f"{FLAGS.validation_examples} held-out training images "
         "(`python bench/budget_seeds.py"
-        + "".join(f" --anp_vs_override={text}"
-                  for text in FLAGS.anp_vs_override)
-        + "`; seed 0 is the search's run"
-        + ("; the variant's seed 0 is its own run, AT's the search's"
-           if FLAGS.anp_vs_override else "") + ").", "",
+        + "".join(f" --{method}_override={text}"
+                  for method in ("anp_vs", "at")
+                  for text in override_texts(method))
+        + "`; seed 0: " + "; ".join(
+            f"{name}'s is " + ("its own run" if override_texts(method)
+                               else "the search's run")
+            for method, name in (("anp_vs", "ANP-VS"), ("at", "AT")))
+        + ").", "",
         *markdown_table(
             ("seed", "AT worst case %", "ANP-VS worst case %",
              "gap (points)", "AT clean %", "ANP-VS clean %",

@@ -343,3 +343,31 @@ def test_train_rows_trains_the_base_first_or_only_the_run_asked_for():
     assert budget.train_rows(ran.append, ["at_tuned"], only="standard",
                              needs_base=True) is None
     assert ran == ["standard"]
+
+
+def test_the_at_baseline_trains_what_its_seed_study_validated():
+    """The README's AT row runs the search's AT trial with the refinement
+    its validation seed study kept (bench/baselines.py REFINEMENTS), the
+    command's overrides read as train.py reads them."""
+    import json
+    import shlex
+
+    import baselines
+    from anpvs_tf import config as config_lib
+    from anpvs_tf.registry import get_experiment
+
+    command = shlex.split(baselines.matched_baseline_command("at", 5000))
+    recipe = get_experiment(next(a.split("=", 1)[1] for a in command
+                                 if a.startswith("--model=")))
+    overrides = dict(config_lib.parse_override(a.split("=", 1)[1])
+                     for a in command if a.startswith("--override="))
+    ran = config_lib.replace(recipe, **overrides)
+    study = json.loads(baselines.REFINEMENTS["at"].read_text())
+    search = json.loads(baselines.SEARCH.read_text())
+    assert study["trials"]["at"].startswith(search["at_chosen"] + "__")
+    refinement = study["at_overrides"]
+    assert refinement and config_lib.replace(recipe, **refinement) != recipe
+    assert config_lib.replace(ran, **refinement) == ran
+    chosen = search["at_trials"][search["at_chosen"]]["overrides"]
+    assert ran.train.weight_learning_rate == chosen[
+        "train.weight_learning_rate"]
