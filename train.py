@@ -175,6 +175,11 @@ def define_flags():
         "(adversarial training, so pruning starts from a robust network). "
         "Default: the recipe's (standard).")
     cli.define_override_flag()
+    flags.DEFINE_bool(
+        "print_config", False,
+        "Print the config this command resolves to (the recipe with every "
+        "flag and --override applied, as JSON) and exit; nothing is "
+        "created.")
     flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"],
                       "Keras progress output: 1 progress bar, 2 one line per "
                       "epoch, 0 silent.")
@@ -195,6 +200,9 @@ def main(argv):
     # TensorFlow logs every collective op at INFO under multi_worker.
     logging.set_verbosity(logging.WARNING)
     config = resolve_config()
+    if FLAGS.print_config:
+        print(config.to_json())
+        return
     workdir = FLAGS.workdir or f"runs/{FLAGS.model}"
     verbose = FLAGS.verbose if FLAGS.verbose == "auto" else int(FLAGS.verbose)
     command = shlex.join(["python", *sys.argv])

@@ -7,7 +7,9 @@ beside AT's median on the same seeds.
 
 Trains nothing: it reads the reports bench/budget_seeds.py writes (one per
 --anp_vs_override set, on 1,000 held-out training images, never the test
-set), over the seeds all of them hold, so every row has the same seeds.
+set), over the seeds all of them hold, so every row has the same seeds,
+and AT's refinements (its --at_override reports, --at_reports) as
+reference lines beside the AT the gaps are taken to.
 Writes bench/results/budget_variants.{json,md,png}.
 """
 
@@ -34,6 +36,10 @@ from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 
 flags.DEFINE_string("reports", "bench/results/budget_seeds*.json",
                     "The bench/budget_seeds.py reports to read (a glob).")
+flags.DEFINE_string("at_reports", "bench/results/at_seeds*.json",
+                    "bench/budget_seeds.py reports of AT's refinements "
+                    "(--at_override), drawn as reference lines (a glob; "
+                    "empty: none).")
 flags.DEFINE_string("variants_output", "bench/results/budget_variants",
                     "Output path without extension.")
 FLAGS = flags.FLAGS
@@ -79,7 +85,22 @@ def variant_row(path, report, seeds):
     }
 
 
-def plot(rows, at, path):
+def at_refinements(seeds):
+    """{AT's overrides: its median worst case over `seeds`} of each
+    --at_reports report."""
+    refined = {}
+    for path in sorted(Path().glob(FLAGS.at_reports)) if (
+            FLAGS.at_reports) else ():
+        report = files.read_json(path, "rerun bench/budget_seeds.py")
+        if not set(seeds) <= set(report["seeds"]):
+            sys.exit(f"{path} lacks seeds {', '.join(seeds)}: rerun "
+                     "bench/budget_seeds.py with its --at_override")
+        refined[label(report["at_overrides"])] = median(
+            report, seeds, "at", "worst_case_acc")
+    return refined
+
+
+def plot(rows, at, refined, path):
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(8, 6.5))
     for number, row in enumerate(rows):
@@ -93,6 +114,10 @@ def plot(rows, at, path):
                                       f"({row['flops_speedup']:.1f}x FLOPs)")
     axes.axhline(100 * at, color="black", linestyle="--",
                  label="AT, unpruned, same work")
+    for number, (name, worst) in enumerate(refined.items()):
+        axes.axhline(100 * worst, color="black", alpha=0.6,
+                     linestyle=(0, (1, 1 + number)),
+                     label=f"AT, {name}")
     axes.axvline(search.MIN_SPARSITY, color="grey", linestyle=":")
     axes.set_xlabel("unit sparsity, median over seeds (%)")
     axes.set_ylabel("worst case, median and range (%)")
@@ -122,13 +147,16 @@ def main(argv):
         sys.exit("the reports share no seeds or disagree on AT: rerun "
                  "bench/budget_seeds.py with the same --reuse")
     at = ats.pop()
+    refined = at_refinements(seeds)
+    best_at = max(refined.values(), default=None)
     rows = sorted((variant_row(p, r, seeds) for p, r in reports.items()),
                   key=lambda row: row["unit_sparsity"])
     output = FLAGS.variants_output
     floor = search.clean_floor(next(iter(reports.values()))[
         "validation_examples"])
     files.write_json(f"{output}.json",
-                     {"seeds": seeds, "at_worst_case_acc": at, "rows": rows})
+                     {"seeds": seeds, "at_worst_case_acc": at,
+                      "at_refined_worst_case_acc": refined, "rows": rows})
     lines = [
         "Variants of the budget search's chosen ANP-VS trial on the 1,000 "
         "held-out training images (`python bench/budget_variants.py`, from "
@@ -138,22 +166,32 @@ def main(argv):
         "worst case minus the variant's, median over the seeds. Rule: the "
         f"search's floors by the medians, >= {search.MIN_SPARSITY:g} % unit "
         f"sparsity, >= {search.MIN_FLOPS_SPEEDUP:g}x fewer FLOPs and >= "
-        f"{100 * floor:.2f} % clean.", "",
+        f"{100 * floor:.2f} % clean."
+        + ("" if not refined else
+           " AT given the refinements the variants found (bench/budget_seeds.py"
+           " --at_override, the same seeds; their reports: --at_reports): "
+           + "; ".join(f"`{name}`: {100 * worst:.2f} %"
+                       for name, worst in refined.items())
+           + " median worst case."), "",
         *markdown_table(
             ("variant", "worst case %", "range %", "gap (points)",
+             *(("under the best refined AT (points)",) if refined else ()),
              "clean %", "unit sparsity %", "FLOPs reduction",
              "rule", "report"),
             [(row["variant"], f"{100 * row['worst_case_acc']:.2f}",
               f"{100 * row['worst_case_min']:.2f}-"
               f"{100 * row['worst_case_max']:.2f}",
-              f"{row['gap_points']:.2f}", f"{100 * row['clean_acc']:.2f}",
+              f"{row['gap_points']:.2f}",
+              *((f"{100 * (best_at - row['worst_case_acc']):.2f}",)
+                if refined else ()),
+              f"{100 * row['clean_acc']:.2f}",
               f"{row['unit_sparsity']:.2f}",
               f"{row['flops_speedup']:.2f}x",
               "met" if row["meets_rule"] else "not met",
               row["report"]) for row in rows]),
     ]
     files.write_text(f"{output}.md", "\n".join(lines) + "\n")
-    plot(rows, at, f"{output}.png")
+    plot(rows, at, refined, f"{output}.png")
     print("\n".join(lines))
 
 

@@ -15,19 +15,35 @@ ROOT = Path(__file__).resolve().parents[1]
 # The README's main command (after `pip install -r requirements.txt &&`).
 MAIN_COMMAND = ("python train.py --model=lenet5_caffe_mnist_anp_vs_budget "
                 "--workdir=runs/quickstart")
-# The README's alternative: the budget search's most robust recipe, as
-# robust as AT over test seeds 0-2 and a few tenths of a point of clean
-# accuracy below the main command.
+# The README's alternative: the budget search's most robust recipe, a
+# median 0.70 points more robust than the main command over test seeds
+# 0-2 and a few tenths of a point of clean accuracy below it.
 ROBUST_COMMAND = ("python train.py "
                   "--model=lenet5_caffe_mnist_anp_vs_budget_robust "
                   "--workdir=runs/quickstart_robust")
 
 
+def _argv(command):
+    """`command` (a train.py line) as this interpreter runs it, without
+    its --workdir."""
+    argv = [a for a in shlex.split(command) if not a.startswith("--workdir")]
+    return [sys.executable, *argv[1:]]
+
+
+def resolved_config(command):
+    """The config `command` runs, as train.py itself resolves it
+    (--print_config): a cached run is reusable only if it holds this."""
+    from anpvs_tf import config as config_lib  # see row()
+
+    printed = subprocess.run([*_argv(command), "--print_config"], cwd=ROOT,
+                             check=True, capture_output=True, text=True)
+    return config_lib.from_dict(json.loads(printed.stdout))
+
+
 def run(command, workdir, *extra, env=None, quiet=False):
     """Runs `command` with its --workdir replaced (and `env`, when given);
     returns (wall seconds, summary.json)."""
-    argv = [a for a in shlex.split(command) if not a.startswith("--workdir")]
-    argv[0] = sys.executable
+    argv = _argv(command)
     start = time.perf_counter()
     subprocess.run([*argv, *extra, f"--workdir={workdir}"], cwd=ROOT,
                    check=True, env=env,

@@ -15,7 +15,9 @@ to 19 s for the same AT epoch within the hour, and gave AT 26 % less
 training time than ANP-VS), each with the weight learning rate
 bench/budget_search.py chose for it on the held-out validation split and
 the training attack and loss setting it shares with the recipe
-(bench/results/budget_search.json), and the same evaluation. Both
+(bench/results/budget_search.json), AT with the refinement its own
+validation seed study kept (bench/baselines.py REFINEMENTS), and the same
+evaluation. Both
 training times are measured and shown.
 Writes bench/results/quickstart.{json,md}.
 
@@ -130,8 +132,10 @@ def main(argv):
              "counted by anpvs_tf.delivery.training_passes; both training "
              "times as measured), "
              "each with the weight learning rate bench/budget_search.py "
-             "chose for it on the validation split and the training "
-             "attack and loss setting it shares with the recipe. "
+             "chose for it on the validation split, the training "
+             "attack and loss setting it shares with the recipe and the "
+             "refinement its own validation seed study kept (AT: "
+             "bench/baselines.py REFINEMENTS). "
              f"Worst case and APGD on the first "
              f"{report['worst_case_examples']:,} test images, PGD-40 and "
              "clean on all 10,000."

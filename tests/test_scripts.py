@@ -66,6 +66,23 @@ def test_train_rejects_bad_flags_in_one_line(args, phrases, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_print_config_shows_what_the_command_runs_and_creates_nothing(
+        tmp_path):
+    """--print_config: the recipe with the flags and overrides applied (a
+    benchmark checks a cached run against it), and no workdir."""
+    result = run_script(
+        "train.py", "--model=lenet5_caffe_mnist_anp_vs_budget", "--seed=3",
+        "--beta=0", "--override=train.decay_fractions=0.6,0.8",
+        f"--workdir={tmp_path / 'run'}", "--print_config")
+    assert result.returncode == 0, result.stderr
+    printed = config_lib.from_dict(json.loads(result.stdout))
+    assert printed == config_lib.replace(
+        get_experiment("lenet5_caffe_mnist_anp_vs_budget"),
+        **{"train.seed": 3, "loss.kl_weight": 0.0,
+           "train.decay_fractions": (0.6, 0.8)})
+    assert not (tmp_path / "run").exists()
+
+
 def test_evaluate_rejects_a_missing_workdir(tmp_path):
     result = run_script("evaluate.py", f"--workdir={tmp_path / 'nothing'}")
     assert_one_line_error(result, "no trained run", "--workdir")
