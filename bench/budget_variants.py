@@ -102,7 +102,7 @@ def at_refinements(seeds):
 
 def plot(rows, at, refined, path):
     plt = pyplot()
-    figure, axes = plt.subplots(figsize=(8, 6.5))
+    figure, axes = plt.subplots(figsize=(8, 9))
     for number, row in enumerate(rows):
         worst = 100 * row["worst_case_acc"]
         axes.errorbar(
@@ -110,8 +110,8 @@ def plot(rows, at, refined, path):
             yerr=[[worst - 100 * row["worst_case_min"]],
                   [100 * row["worst_case_max"] - worst]],
             marker="o" if row["meets_rule"] else "x", capsize=3,
-            color=f"C{number}", label=f"{row['variant']} "
-                                      f"({row['flops_speedup']:.1f}x FLOPs)")
+            color=plt.get_cmap("tab20")(number % 20),
+            label=f"{row['variant']} ({row['flops_speedup']:.1f}x FLOPs)")
     axes.axhline(100 * at, color="black", linestyle="--",
                  label="AT, unpruned, same work")
     for number, (name, worst) in enumerate(refined.items()):
@@ -126,7 +126,7 @@ def plot(rows, at, refined, path):
                    "x: not)", fontsize=9)
     axes.grid(alpha=0.3)
     # Below the axes: the long labels would hide the points.
-    axes.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    axes.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.1))
     figure.tight_layout()
     save_figure(figure, path)
 
