@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # The README's main command (after `pip install -r requirements.txt &&`).
 MAIN_COMMAND = ("python train.py --model=lenet5_caffe_mnist_anp_vs_budget "
                 "--workdir=runs/quickstart")
-# The README's alternative: the budget search's most robust recipe, 0.70
-# to 2.80 points of worst case above the main command at each of test
+# The README's alternative: the budget search's most robust recipe, 0.30
+# to 2.30 points of worst case above the main command at each of test
 # seeds 0-2 and a few tenths of a point of clean accuracy below it.
 ROBUST_COMMAND = ("python train.py "
                   "--model=lenet5_caffe_mnist_anp_vs_budget_robust "
