@@ -546,6 +546,14 @@ def parse_value(key, text):
             f"`{key}` takes {what}{none}; got '{text}'") from None
 
 
+def override_text(value):
+    """`value` as an override writes it, the text parse_value reads back
+    (a tuple or list comma-separated, a bool lower-case)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def parse_override(text):
     """(key, value) of one "section.field=value" override."""
     key, sep, value = text.partition("=")

@@ -38,8 +38,8 @@ def baseline_recipe(method):
     with its seed study's refinement (REFINEMENTS) if it has one."""
     search = json.loads(SEARCH.read_text())
     chosen = search[f"{method}_trials"][search[f"{method}_chosen"]]
-    refinement = (json.loads(REFINEMENTS[method].read_text())["at_overrides"]
-                  if method in REFINEMENTS else {})
+    refinement = (json.loads(REFINEMENTS[method].read_text())[
+        f"{method}_overrides"] if method in REFINEMENTS else {})
     return (chosen["overrides"]["train.weight_learning_rate"],
             {**search[f"{method}_shared_overrides"], **refinement})
 
@@ -60,16 +60,9 @@ def baseline_settings(method, epochs, learning_rate, shared):
 
 def baseline_command(recipe, overrides):
     return (f"python train.py --model={recipe} "
-            + "".join(f"--override={key}={_text(value)} "
+            + "".join(f"--override={key}={config_lib.override_text(value)} "
                       for key, value in overrides.items())
             + f"--workdir=runs/quickstart_{recipe.split('_mnist_')[-1]}")
-
-
-def _text(value):
-    """A setting as --override reads it."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(map(str, value))
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def baseline_epochs(method, rate, shared, train_examples, main=None):

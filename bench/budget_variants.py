@@ -29,6 +29,7 @@ from anpvs_tf import cli  # noqa: E402
 cli.start()  # before anything imports TensorFlow
 
 import budget_search as search  # noqa: E402  (its rule; defines its flags)
+from anpvs_tf import config as config_lib  # noqa: E402
 from anpvs_tf import files  # noqa: E402
 from anpvs_tf.evaluation.plots import pyplot  # noqa: E402
 from anpvs_tf.evaluation.plots import save_figure  # noqa: E402
@@ -48,11 +49,7 @@ FLAGS = flags.FLAGS
 def label(overrides):
     """A variant as its overrides, a tuple as --override writes it (an
     empty one as "()")."""
-    def shown(value):
-        if isinstance(value, (list, tuple)):
-            return ",".join(map(str, value)) or "()"
-        return value
-    return ", ".join(f"{key}={shown(value)}"
+    return ", ".join(f"{key}={config_lib.override_text(value) or '()'}"
                      for key, value in overrides.items()) or (
                          "the search's choice")
 

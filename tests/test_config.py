@@ -101,6 +101,21 @@ def test_an_override_is_parsed_by_the_type_of_its_setting(text, value):
     assert key == text.split("=")[0]
 
 
+@pytest.mark.parametrize("key, value", [
+    ("train.decay_fractions", (0.7, 0.9)),
+    ("train.base_decay_fractions", ()),
+    ("data.augment", False),
+    ("loss.adv_weight", 2.0),
+    ("train.epochs", 22),
+])
+def test_an_override_written_by_override_text_reads_back(key, value):
+    """Benchmarks write commands with it (bench/baselines.py); a list from
+    a JSON report reads back as the tuple it was."""
+    for written in (value, list(value) if isinstance(value, tuple) else value):
+        assert config_lib.parse_value(
+            key, config_lib.override_text(written)) == value
+
+
 @pytest.mark.parametrize("text, message", [
     ("train.epochs=abc", "`train.epochs` takes an integer; got 'abc'"),
     ("train.epochs", "not of the form section.field=value"),
