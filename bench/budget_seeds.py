@@ -1,13 +1,14 @@
-"""The budget search's chosen ANP-VS trial against its AT baseline, by seed.
+"""The budget search's chosen ANP-VS trial against a baseline, by seed.
 
 bench/budget_search.py picks one trial out of dozens on 1,000 validation
 images, where trials of equal settings scatter by about 2 points of
 worst case; this retrains the chosen trial (`anp_vs_chosen`) and the
-chosen AT trial (`at_chosen`, the same training work) of its committed
-report at other seeds (`train.seed`; seed 0 is the search's own run) on
-the same split, and reports each seed's worst case, clean accuracy and
-unit sparsity, every method's median and spread, and the AT-minus-ANP-VS
-gaps. The test set is never read.
+chosen AT trial (`at_chosen`, the same training work; `trades_chosen`
+with --baseline=trades) of its committed report at other seeds
+(`train.seed`; seed 0 is the search's own run) on the same split, and
+reports each seed's worst case, clean accuracy and unit sparsity, every
+method's median and spread, and the baseline-minus-ANP-VS gaps. The test
+set is never read.
 
     python bench/budget_seeds.py --seeds=0,1,2   # ~5 min per new run
 
@@ -34,6 +35,7 @@ import budget_search as search  # noqa: E402  (defines the search's flags)
 from anpvs_tf import config as config_lib  # noqa: E402
 from anpvs_tf import files  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
+from anpvs_tf.methods import FROM_BASE_METHODS  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from budget import spread  # noqa: E402
 
@@ -54,19 +56,30 @@ flags.DEFINE_multi_string(
     "same refinement for the baseline, against the same ANP-VS rows. Write "
     "it to its own --seeds_output (not budget_seeds*, which "
     "budget_variants.py reads as ANP-VS variants).")
+flags.DEFINE_multi_string(
+    "trades_override", [],
+    "The same as --at_override for the TRADES baseline (with "
+    "--baseline=trades; write it to a trades_seeds* --seeds_output).")
+flags.DEFINE_enum(
+    "baseline", "at", ["at", "trades"],
+    "Which of the search's chosen baselines the ANP-VS trial is compared "
+    "with (and --<baseline>_override refines).")
 flags.DEFINE_string(
     "reuse", "bench/results/budget_seeds",
     "A committed report (no extension) whose rows of the same trials are "
     "read instead of retrained, method by method.")
 FLAGS = flags.FLAGS
 
+# The baselines a seed study compares with, as its tables name them.
+BASELINE_NAMES = {"at": "AT", "trades": "TRADES"}
 KEYS = ("worst_case_acc", "clean_acc", "unit_sparsity", "flops_speedup",
         "train_seconds")
 
 
 def override_texts(method):
     """--anp_vs_override or --at_override, as typed."""
-    return {"anp_vs": FLAGS.anp_vs_override, "at": FLAGS.at_override}[method]
+    return {"anp_vs": FLAGS.anp_vs_override, "at": FLAGS.at_override,
+            "trades": FLAGS.trades_override}[method]
 
 
 def variant_overrides(method="anp_vs"):
@@ -80,21 +93,22 @@ def variant_name(method, trial):
     return trial + "".join(f"__{text}" for text in override_texts(method))
 
 
-def chosen_configs(report):
-    """{"anp_vs": (trial name, config), "at": (...)} as the search ran
+def chosen_configs(report, baseline="at"):
+    """{"anp_vs": (trial name, config), baseline: (...)} as the search ran
     them."""
     recipe = search.validation_config(config_lib.replace(
         get_experiment(search.PAPER), **search.START))
     anp_vs = report["anp_vs_chosen"]
-    at = report["at_chosen"]
-    at_config = config_lib.replace(recipe, **{
-        **report["at_shared_overrides"], "train.method": "at",
+    chosen = report[f"{baseline}_chosen"]
+    baseline_config = config_lib.replace(recipe, **{
+        **report[f"{baseline}_shared_overrides"], "train.method": baseline,
         "train.gate_epochs": None,
-        **report["at_trials"][at]["overrides"], **variant_overrides("at")})
+        **report[f"{baseline}_trials"][chosen]["overrides"],
+        **variant_overrides(baseline)})
     return {"anp_vs": (variant_name("anp_vs", anp_vs), config_lib.replace(
                 recipe, **{**search.ANP_VS_TRIALS[anp_vs],
                            **variant_overrides()})),
-            "at": (variant_name("at", at), at_config)}
+            baseline: (variant_name(baseline, chosen), baseline_config)}
 
 
 def seed_row(name, config, seed):
@@ -102,7 +116,7 @@ def seed_row(name, config, seed):
     config = config_lib.replace(config, **{"train.seed": seed})
     name = name if seed == 0 else f"{name}_seed{seed}"
     base_dir = (search.trained_base(config)[0]
-                if config.train.method != "at" else None)
+                if config.train.method in FROM_BASE_METHODS else None)
     trial = search.run_trial(name, config, base_dir)
     return {key: trial[key] for key in KEYS}
 
@@ -131,23 +145,30 @@ def main(argv):
 
     report = files.read_json(f"{FLAGS.output}.json",
                              "run bench/budget_search.py first")
-    configs = chosen_configs(report)
+    baseline = FLAGS.baseline
+    name = BASELINE_NAMES[baseline]
+    for method in set(BASELINE_NAMES) - {baseline}:
+        if override_texts(method):
+            sys.exit(f"--{method}_override refines the {method} baseline: "
+                     f"add --baseline={method}")
+    configs = chosen_configs(report, baseline)
     earlier = earlier_rows(configs)
     seeds = sorted({int(s) for s in FLAGS.seeds} | {
         seed for seed, entry in earlier.items()
         if entry.keys() >= configs.keys()})
     rows = {seed: {method: earlier.get(seed, {}).get(method)
-                   or seed_row(name, config, seed)
-                   for method, (name, config) in configs.items()}
+                   or seed_row(trial, config, seed)
+                   for method, (trial, config) in configs.items()}
             for seed in seeds}
     for entry in rows.values():
         entry["worst_case_gap_points"] = 100 * (
-            entry["at"]["worst_case_acc"] - entry["anp_vs"]["worst_case_acc"])
+            entry[baseline]["worst_case_acc"]
+            - entry["anp_vs"]["worst_case_acc"])
     summary = {
-        "trials": {method: name for method, (name, _) in configs.items()},
-        # The variant's settings on top of the chosen trial ({}: none).
-        "anp_vs_overrides": variant_overrides(),
-        "at_overrides": variant_overrides("at"),
+        "trials": {method: trial for method, (trial, _) in configs.items()},
+        # The variant's settings on top of the chosen trials ({}: none).
+        **{f"{method}_overrides": variant_overrides(method)
+           for method in configs},
         "validation_examples": FLAGS.validation_examples,
         "seeds": rows,
         "worst_case": {method: spread([100 * rows[s][method]["worst_case_acc"]
@@ -162,36 +183,37 @@ def main(argv):
     files.write_json(f"{FLAGS.seeds_output}.json", summary)
     lines = [
         "The budget search's chosen ANP-VS trial "
-        f"(`{configs['anp_vs'][0]}`) and its AT baseline "
-        f"(`{configs['at'][0]}`, the same training work) by seed, on the "
+        f"(`{configs['anp_vs'][0]}`) and its {name} baseline "
+        f"(`{configs[baseline][0]}`, the same training work) by seed, on the "
         f"{FLAGS.validation_examples} held-out training images "
         "(`python bench/budget_seeds.py"
+        + ("" if baseline == "at" else f" --baseline={baseline}")
         + "".join(f" --{method}_override={text}"
-                  for method in ("anp_vs", "at")
+                  for method in configs
                   for text in override_texts(method))
         + "`; seed 0: " + "; ".join(
-            f"{name}'s is " + ("its own run" if override_texts(method)
-                               else "the search's run")
-            for method, name in (("anp_vs", "ANP-VS"), ("at", "AT")))
+            f"{who}'s is " + ("its own run" if override_texts(method)
+                              else "the search's run")
+            for method, who in (("anp_vs", "ANP-VS"), (baseline, name)))
         + ").", "",
         *markdown_table(
-            ("seed", "AT worst case %", "ANP-VS worst case %",
-             "gap (points)", "AT clean %", "ANP-VS clean %",
+            ("seed", f"{name} worst case %", "ANP-VS worst case %",
+             "gap (points)", f"{name} clean %", "ANP-VS clean %",
              "ANP-VS unit sparsity %", "ANP-VS FLOPs reduction"),
-            [(seed, f"{100 * r['at']['worst_case_acc']:.2f}",
+            [(seed, f"{100 * r[baseline]['worst_case_acc']:.2f}",
               f"{100 * r['anp_vs']['worst_case_acc']:.2f}",
               f"{r['worst_case_gap_points']:.2f}",
-              f"{100 * r['at']['clean_acc']:.2f}",
+              f"{100 * r[baseline]['clean_acc']:.2f}",
               f"{100 * r['anp_vs']['clean_acc']:.2f}",
               f"{r['anp_vs']['unit_sparsity']:.2f}",
               f"{r['anp_vs']['flops_speedup']:.2f}x")
              for seed, r in rows.items()]), "",
-        *(f"{name} worst case %: median {s['median']:.2f}, "
+        *(f"{who} worst case %: median {s['median']:.2f}, "
           f"{s['min']:.2f}-{s['max']:.2f}; clean % median "
           f"{summary['clean'][method]['median']:.2f}."
-          for method, name in (("at", "AT"), ("anp_vs", "ANP-VS"))
+          for method, who in ((baseline, name), ("anp_vs", "ANP-VS"))
           for s in (summary["worst_case"][method],)),
-        "Gap (AT minus ANP-VS, worst-case points): median "
+        f"Gap ({name} minus ANP-VS, worst-case points): median "
         f"{summary['worst_case_gap_points']['median']:.2f}, "
         f"{summary['worst_case_gap_points']['min']:.2f} to "
         f"{summary['worst_case_gap_points']['max']:.2f}.",

@@ -8,8 +8,9 @@ beside AT's median on the same seeds.
 Trains nothing: it reads the reports bench/budget_seeds.py writes (one per
 --anp_vs_override set, on 1,000 held-out training images, never the test
 set), over the seeds all of them hold, so every row has the same seeds,
-and AT's refinements (its --at_override reports, --at_reports) as
-reference lines beside the AT the gaps are taken to.
+and the baselines' refinements (their --at_override and --trades_override
+reports: --at_reports, --trades_reports) as reference lines beside the AT
+the gaps are taken to.
 Writes bench/results/budget_variants.{json,md,png}.
 """
 
@@ -41,6 +42,9 @@ flags.DEFINE_string("at_reports", "bench/results/at_seeds*.json",
                     "bench/budget_seeds.py reports of AT's refinements "
                     "(--at_override), drawn as reference lines (a glob; "
                     "empty: none).")
+flags.DEFINE_string("trades_reports", "bench/results/trades_seeds*.json",
+                    "The same for TRADES' refinements (--baseline=trades "
+                    "--trades_override).")
 flags.DEFINE_string("variants_output", "bench/results/budget_variants",
                     "Output path without extension.")
 FLAGS = flags.FLAGS
@@ -82,22 +86,21 @@ def variant_row(path, report, seeds):
     }
 
 
-def at_refinements(seeds):
-    """{AT's overrides: its median worst case over `seeds`} of each
-    --at_reports report."""
+def refinements(seeds, baseline, pattern):
+    """{the baseline's overrides: its median worst case over `seeds`} of
+    each report `pattern` matches (a glob; empty: none)."""
     refined = {}
-    for path in sorted(Path().glob(FLAGS.at_reports)) if (
-            FLAGS.at_reports) else ():
+    for path in sorted(Path().glob(pattern)) if pattern else ():
         report = files.read_json(path, "rerun bench/budget_seeds.py")
         if not set(seeds) <= set(report["seeds"]):
             sys.exit(f"{path} lacks seeds {', '.join(seeds)}: rerun "
-                     "bench/budget_seeds.py with its --at_override")
-        refined[label(report["at_overrides"])] = median(
-            report, seeds, "at", "worst_case_acc")
+                     f"bench/budget_seeds.py with its --{baseline}_override")
+        refined[label(report[f"{baseline}_overrides"])] = median(
+            report, seeds, baseline, "worst_case_acc")
     return refined
 
 
-def plot(rows, at, refined, path):
+def plot(rows, at, refined, trades_refined, path):
     plt = pyplot()
     figure, axes = plt.subplots(figsize=(8, 9))
     for number, row in enumerate(rows):
@@ -115,6 +118,10 @@ def plot(rows, at, refined, path):
         axes.axhline(100 * worst, color="black", alpha=0.6,
                      linestyle=(0, (1, 1 + number)),
                      label=f"AT, {name}")
+    for number, (name, worst) in enumerate(trades_refined.items()):
+        axes.axhline(100 * worst, color="tab:brown", alpha=0.8,
+                     linestyle=(0, (3, 1 + number)),
+                     label=f"TRADES, {name}")
     axes.axvline(search.MIN_SPARSITY, color="grey", linestyle=":")
     axes.set_xlabel("unit sparsity, median over seeds (%)")
     axes.set_ylabel("worst case, median and range (%)")
@@ -144,7 +151,8 @@ def main(argv):
         sys.exit("the reports share no seeds or disagree on AT: rerun "
                  "bench/budget_seeds.py with the same --reuse")
     at = ats.pop()
-    refined = at_refinements(seeds)
+    refined = refinements(seeds, "at", FLAGS.at_reports)
+    trades_refined = refinements(seeds, "trades", FLAGS.trades_reports)
     best_at = max(refined.values(), default=None)
     rows = sorted((variant_row(p, r, seeds) for p, r in reports.items()),
                   key=lambda row: row["unit_sparsity"])
@@ -153,7 +161,10 @@ def main(argv):
         "validation_examples"])
     files.write_json(f"{output}.json",
                      {"seeds": seeds, "at_worst_case_acc": at,
-                      "at_refined_worst_case_acc": refined, "rows": rows})
+                      "at_refined_worst_case_acc": refined,
+                      **({"trades_refined_worst_case_acc": trades_refined}
+                         if trades_refined else {}),
+                      "rows": rows})
     lines = [
         "Variants of the budget search's chosen ANP-VS trial on the 1,000 "
         "held-out training images (`python bench/budget_variants.py`, from "
@@ -169,7 +180,14 @@ def main(argv):
            " --at_override, the same seeds; their reports: --at_reports): "
            + "; ".join(f"`{name}`: {100 * worst:.2f} %"
                        for name, worst in refined.items())
-           + " median worst case."), "",
+           + " median worst case.")
+        + ("" if not trades_refined else
+           " TRADES (the search's choice and its refinements, "
+           "bench/budget_seeds.py --baseline=trades --trades_override, the "
+           "same seeds; --trades_reports): "
+           + "; ".join(f"`{name}`: {100 * worst:.2f} %"
+                       for name, worst in trades_refined.items())
+           + "."), "",
         *markdown_table(
             ("variant", "worst case %", "range %", "gap (points)",
              *(("under the best refined AT (points)",) if refined else ()),
@@ -188,7 +206,7 @@ def main(argv):
               row["report"]) for row in rows]),
     ]
     files.write_text(f"{output}.md", "\n".join(lines) + "\n")
-    plot(rows, at, refined, f"{output}.png")
+    plot(rows, at, refined, trades_refined, f"{output}.png")
     print("\n".join(lines))
 
 

@@ -371,3 +371,47 @@ def test_the_at_baseline_trains_what_its_seed_study_validated():
     chosen = search["at_trials"][search["at_chosen"]]["overrides"]
     assert ran.train.weight_learning_rate == chosen[
         "train.weight_learning_rate"]
+
+
+SEED_STUDY_PROBE = """
+import json, sys
+sys.path[:0] = ["bench", "."]
+from absl import flags
+import budget_seeds
+flags.FLAGS(["probe", *sys.argv[1:]])
+import models
+report = json.load(open("bench/results/budget_search.json"))
+configs = budget_seeds.chosen_configs(report, flags.FLAGS.baseline)
+print(json.dumps({m: [name, config.train.method,
+                      config.train.weight_learning_rate,
+                      config.train.decay_fractions, config.loss.trades_weight]
+                  for m, (name, config) in configs.items()}))
+"""
+
+
+def test_a_seed_study_refines_the_trades_baseline_it_is_asked_for():
+    """bench/budget_seeds.py --baseline=trades: the search's chosen TRADES
+    trial with --trades_override on top, beside the unchanged ANP-VS
+    trial; AT is the default."""
+    import json
+
+    def configs(*argv):
+        out = subprocess.run(
+            [sys.executable, "-c", SEED_STUDY_PROBE, *argv], cwd=ROOT,
+            capture_output=True, text=True, check=True).stdout
+        return json.loads(out.splitlines()[-1])
+
+    search = json.loads(
+        (ROOT / "bench/results/budget_search.json").read_text())
+    chosen = search["trades_chosen"]
+    trades = configs("--baseline=trades",
+                     "--trades_override=train.decay_fractions=0.7,0.9")
+    assert set(trades) == {"anp_vs", "trades"}
+    assert trades["trades"] == [
+        f"{chosen}__train.decay_fractions=0.7,0.9", "trades",
+        search["trades_trials"][chosen]["overrides"][
+            "train.weight_learning_rate"], [0.7, 0.9],
+        search["trades_shared_overrides"]["loss.trades_weight"]]
+    at = configs()
+    assert set(at) == {"anp_vs", "at"} and at["at"][0] == search["at_chosen"]
+    assert at["anp_vs"] == trades["anp_vs"]
