@@ -248,3 +248,14 @@ def _mnist_budget_robust_recipe():
     return config_lib.replace(_mnist_recipe("anp_vs"), **{
         **BUDGET_SEARCH_START, **BUDGET_SEARCH_ROBUST_CHOICE,
         **BASE_KEEPS_RATE})
+
+
+# Where bench/fashion_budget_search.py starts: the MNIST budget recipe
+# (its search's start and choice, and the seed study's refinement) at
+# Fashion-MNIST's radius, eps 0.1: the training attack's step scaled with
+# it (10 steps of 0.0133 travel 1.33 eps, as 0.04 does at 0.3), on the
+# first 5,000 training images (the MNIST recipe's data size and so its
+# training work).
+FASHION_BUDGET_START = {
+    **BUDGET_SEARCH_START, **BUDGET_SEARCH_CHOICE, **BUDGET_SEEDS_REFINEMENT,
+    "attack.step_size": 0.0133, "data.train_examples": 5000}
