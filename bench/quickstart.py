@@ -28,7 +28,8 @@ times of a loaded machine say little):
         --output=bench/results/quickstart_seed1
 
 (with --reuse_baselines=bench/results/quickstart_seed1.json after a
-change of the recipe only: AT's row is read back, not retrained)
+change of the recipe only: AT's row is read back, not retrained; with
+--reuse_main after a change of a baseline only)
 
 and `python bench/seeds.py --benchmark=quickstart` compares the seeds.
 """
@@ -73,6 +74,11 @@ flags.DEFINE_string("reuse_baselines", None,
                     "instead of retrained, each only where its command is "
                     "the one this run would give (same method, work, rate "
                     "and seed): the recipe changed, the baselines did not.")
+flags.DEFINE_string("reuse_main", None,
+                    "An earlier report (.json) whose main command's (and "
+                    "robust recipe's) rows are read instead of rerun, each "
+                    "only where its command is the one this run would give: "
+                    "a baseline changed, the recipes did not.")
 flags.DEFINE_integer("seed", None,
                      "Run every command with this --seed (default: none, "
                      "the commands exactly as the README gives them).")
@@ -92,16 +98,27 @@ def main(argv):
     load_before = os.getloadavg()
     train_examples = len(data.load_split(
         get_experiment(MAIN_RECIPE).data, "train")[1])
+    earlier_main = (files.read_json(FLAGS.reuse_main, "leave out --reuse_main")
+                    if FLAGS.reuse_main else {})
     with tempfile.TemporaryDirectory() as scratch:
-        workdir = Path(scratch) / "anp_vs"
-        command = seeded(MAIN_COMMAND)
-        report = row(command, *run(command, workdir), workdir,
-                     train_examples)
+
+        def recipe_row(command, name, earlier):
+            if earlier.get("command") == command:
+                # Its own row: not the rows nested in it, nor the
+                # machine's load (this run's).
+                return {**{k: v for k, v in earlier.items() if k not in (
+                            "robust", *NAMES, "load_before", "load_after",
+                            "cpu_cores", "seed")},
+                        "read_from": FLAGS.reuse_main}
+            workdir = Path(scratch) / name
+            return row(command, *run(command, workdir), workdir,
+                       train_examples)
+
+        report = recipe_row(seeded(MAIN_COMMAND), "anp_vs", earlier_main)
         if FLAGS.robust:
-            workdir = Path(scratch) / "anp_vs_robust"
-            command = seeded(ROBUST_COMMAND)
-            report["robust"] = row(command, *run(command, workdir), workdir,
-                                   train_examples)
+            report["robust"] = recipe_row(seeded(ROBUST_COMMAND),
+                                          "anp_vs_robust",
+                                          earlier_main.get("robust", {}))
         earlier = (files.read_json(FLAGS.reuse_baselines,
                                    "leave out --reuse_baselines")
                    if FLAGS.reuse_baselines else {})
@@ -139,9 +156,9 @@ def main(argv):
              f"Worst case and APGD on the first "
              f"{report['worst_case_examples']:,} test images, PGD-40 and "
              "clean on all 10,000."
-             + "".join(f" {NAMES[m]}: read back from {report[m]['read_from']}"
-                       " (not retrained; its times are that run's)."
-                       for m in FLAGS.baselines if "read_from" in report[m]),
+             + "".join(f" {name}: read back from {r['read_from']}"
+                       " (not rerun; its times are that run's)."
+                       for name, r in rows.items() if "read_from" in r),
              ""]
     lines += markdown_table(
         ["method", "wall time", "training time", "training passes",
