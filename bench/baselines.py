@@ -25,10 +25,13 @@ MAIN_RECIPE = next(arg.split("=", 1)[1] for arg in shlex.split(MAIN_COMMAND)
 # The seed study's refinement of a baseline: the main recipe's
 # refinements of the chosen trial (models/lenet5_caffe.py
 # BUDGET_SEEDS_REFINEMENT) were validation studies ANP-VS got; the one
-# that applies to AT, the weights' later decays, was tried on AT the same
-# way (bench/budget_seeds.py --at_override=..., seeds 0-2) and kept where
-# it raised AT's median worst case. Its report's at_overrides apply.
-REFINEMENTS = {"at": ROOT / "bench/results/at_seeds_decay_0.7_0.9_adv_2.json"}
+# that applies to AT and TRADES, the weights' later decays, was tried on
+# each the same way (bench/budget_seeds.py --at_override=..., and
+# --baseline=trades --trades_override=..., seeds 0-2) and kept where it
+# raised the baseline's worst case. Its report's <method>_overrides apply.
+REFINEMENTS = {
+    "at": ROOT / "bench/results/at_seeds_decay_0.7_0.9_adv_2.json",
+    "trades": ROOT / "bench/results/trades_seeds_decay_0.7_0.9.json"}
 
 
 def baseline_recipe(method):

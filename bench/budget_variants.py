@@ -182,9 +182,9 @@ def main(argv):
                        for name, worst in refined.items())
            + " median worst case.")
         + ("" if not trades_refined else
-           " TRADES (the search's choice and its refinements, "
-           "bench/budget_seeds.py --baseline=trades --trades_override, the "
-           "same seeds; --trades_reports): "
+           " TRADES given refinements (bench/budget_seeds.py "
+           "--baseline=trades --trades_override, the same seeds; "
+           "--trades_reports): "
            + "; ".join(f"`{name}`: {100 * worst:.2f} %"
                        for name, worst in trades_refined.items())
            + "."), "",

@@ -345,10 +345,12 @@ def test_train_rows_trains_the_base_first_or_only_the_run_asked_for():
     assert ran == ["standard"]
 
 
-def test_the_at_baseline_trains_what_its_seed_study_validated():
-    """The README's AT row runs the search's AT trial with the refinement
-    its validation seed study kept (bench/baselines.py REFINEMENTS), the
-    command's overrides read as train.py reads them."""
+@pytest.mark.parametrize("method", ["at", "trades"])
+def test_a_baseline_trains_what_its_seed_study_validated(method):
+    """The README's AT and TRADES rows run the search's trial of each
+    with the refinement its validation seed study kept
+    (bench/baselines.py REFINEMENTS), the command's overrides read as
+    train.py reads them."""
     import json
     import shlex
 
@@ -356,19 +358,21 @@ def test_the_at_baseline_trains_what_its_seed_study_validated():
     from anpvs_tf import config as config_lib
     from anpvs_tf.registry import get_experiment
 
-    command = shlex.split(baselines.matched_baseline_command("at", 5000))
+    command = shlex.split(baselines.matched_baseline_command(method, 5000))
     recipe = get_experiment(next(a.split("=", 1)[1] for a in command
                                  if a.startswith("--model=")))
     overrides = dict(config_lib.parse_override(a.split("=", 1)[1])
                      for a in command if a.startswith("--override="))
     ran = config_lib.replace(recipe, **overrides)
-    study = json.loads(baselines.REFINEMENTS["at"].read_text())
+    study = json.loads(baselines.REFINEMENTS[method].read_text())
     search = json.loads(baselines.SEARCH.read_text())
-    assert study["trials"]["at"].startswith(search["at_chosen"] + "__")
-    refinement = study["at_overrides"]
+    assert study["trials"][method].startswith(
+        search[f"{method}_chosen"] + "__")
+    refinement = study[f"{method}_overrides"]
     assert refinement and config_lib.replace(recipe, **refinement) != recipe
     assert config_lib.replace(ran, **refinement) == ran
-    chosen = search["at_trials"][search["at_chosen"]]["overrides"]
+    chosen = search[f"{method}_trials"][search[f"{method}_chosen"]][
+        "overrides"]
     assert ran.train.weight_learning_rate == chosen[
         "train.weight_learning_rate"]
 
