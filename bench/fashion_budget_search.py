@@ -82,6 +82,14 @@ TRIALS = {
     # by what it costs (FLOPs to this power), to reach the 8x floor.
     "flops_0.5": {"loss.kl_flops_exponent": 0.5},
     "flops_1": {"loss.kl_flops_exponent": 1.0},
+    # beta_T 6 was the most robust, at 4.66x; the FLOPs weighting at
+    # exponent 1 reached 14.69x but kept 47 % of the units: between them,
+    # and the same with twice the KL to prune more units.
+    "tbeta_6_flops_0.75": {"loss.trades_weight": 6.0,
+                           "loss.kl_flops_exponent": 0.75},
+    "tbeta_6_flops_1_beta_69": {"loss.trades_weight": 6.0,
+                                "loss.kl_flops_exponent": 1.0,
+                                "loss.kl_weight": 68.6},
 }
 
 
