@@ -200,11 +200,13 @@ def main(argv):
     os.chdir(ROOT)  # --runs_dir and --data_dir are relative to it
     recipe = start_config()
     trials = anp_vs_trials(recipe)
+    # Every trial keeps the start's schedule, so its training work.
+    at_recipe = config_lib.replace(recipe, **{
+        **AT_SETTINGS, "train.freeze_at_sparsity": None})
+    at = search.baseline_trials("at", at_recipe, AT_SETTINGS,
+                                search.work(recipe), {})
     if FLAGS.only is not None:
         return  # just trains those (side by side); the plain run reports
-    budget = max(t["train_passes"] for t in trials.values())
-    at_recipe = config_lib.replace(recipe, **AT_SETTINGS)
-    at = search.baseline_trials("at", at_recipe, AT_SETTINGS, budget, {})
     min_clean = (max(t["clean_acc"] for t in at["trials"].values())
                  - CLEAN_MARGIN)
     feasible = [n for n, t in trials.items() if meets_rule(t, min_clean)]
