@@ -202,7 +202,8 @@ def main(argv):
     trials = anp_vs_trials(recipe)
     # Every trial keeps the start's schedule, so its training work.
     at_recipe = config_lib.replace(recipe, **{
-        **AT_SETTINGS, "train.freeze_at_sparsity": None})
+        **AT_SETTINGS, "train.freeze_at_sparsity": None,
+        "train.fine_tune_learning_rate": None})
     at = search.baseline_trials("at", at_recipe, AT_SETTINGS,
                                 search.work(recipe), {})
     if FLAGS.only is not None:

@@ -181,3 +181,22 @@ def test_the_budget_recipe_is_what_its_search_chose():
         assert seeds["trials"]["anp_vs"].startswith(search["anp_vs_chosen"])
         assert get_experiment(recipe) == config(
             search["anp_vs_chosen"], seeds["anp_vs_overrides"]), report
+
+
+def test_the_fashion_budget_recipe_is_what_its_search_chose():
+    """lenet5_caffe_fashion_mnist_anp_vs_budget = its search's start (the
+    MNIST budget recipe at eps 0.1, FASHION_BUDGET_START) + the chosen
+    trial (bench/results/fashion_budget_search.json)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    search = json.loads((root / "bench" / "results"
+                         / "fashion_budget_search.json").read_text())
+    chosen = search["anp_vs_trials"][search["anp_vs_chosen"]]["overrides"]
+    recipe = get_experiment(search["recipe"])
+    assert recipe == config_lib.replace(
+        get_experiment(search["start"]["entry"]),
+        **{**search["start"]["overrides"], **chosen})
+    assert recipe.data.dataset == "fashion_mnist"
+    assert recipe.attack.epsilon == 0.1
