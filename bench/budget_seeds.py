@@ -61,7 +61,7 @@ flags.DEFINE_multi_string(
     "The same as --at_override for the TRADES baseline (with "
     "--baseline=trades; write it to a trades_seeds* --seeds_output).")
 flags.DEFINE_enum(
-    "baseline", "at", ["at", "trades"],
+    "baseline", "at", list(search.BASELINES),
     "Which of the search's chosen baselines the ANP-VS trial is compared "
     "with (and --<baseline>_override refines).")
 flags.DEFINE_string(
@@ -70,8 +70,6 @@ flags.DEFINE_string(
     "read instead of retrained, method by method.")
 FLAGS = flags.FLAGS
 
-# The baselines a seed study compares with, as its tables name them.
-BASELINE_NAMES = {"at": "AT", "trades": "TRADES"}
 KEYS = ("worst_case_acc", "clean_acc", "unit_sparsity", "flops_speedup",
         "train_seconds")
 
@@ -146,8 +144,8 @@ def main(argv):
     report = files.read_json(f"{FLAGS.output}.json",
                              "run bench/budget_search.py first")
     baseline = FLAGS.baseline
-    name = BASELINE_NAMES[baseline]
-    for method in set(BASELINE_NAMES) - {baseline}:
+    name = search.NAMES[baseline]
+    for method in set(search.NAMES) - {baseline}:
         if override_texts(method):
             sys.exit(f"--{method}_override refines the {method} baseline: "
                      f"add --baseline={method}")
