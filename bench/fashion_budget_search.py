@@ -104,13 +104,6 @@ def start_config():
         get_experiment(START_ENTRY), **FASHION_BUDGET_START)))
 
 
-def meets_rule(trial, min_clean):
-    return (trial["unit_sparsity"] >= search.MIN_SPARSITY
-            and trial["flops_speedup"] >= search.MIN_FLOPS_SPEEDUP
-            and trial["train_passes"] <= search.MAX_TRAIN_PASSES
-            and trial["clean_acc"] >= min_clean)
-
-
 def anp_vs_trials(recipe):
     trials = {}
     for name, overrides in TRIALS.items():
@@ -210,7 +203,7 @@ def main(argv):
         return  # just trains those (side by side); the plain run reports
     min_clean = (max(t["clean_acc"] for t in at["trials"].values())
                  - CLEAN_MARGIN)
-    feasible = [n for n, t in trials.items() if meets_rule(t, min_clean)]
+    feasible = [n for n, t in trials.items() if search.meets_rule(t, min_clean)]
     chosen = max(feasible or trials,
                  key=lambda n: trials[n]["worst_case_acc"])
     report = {
