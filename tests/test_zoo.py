@@ -74,7 +74,9 @@ def tiny_batch(dataset, size=4):
 PRESETS = {"lenet5_caffe_mnist_anp_vs_budget": "lenet5_caffe_mnist_anp_vs",
            # Its method is anp_vs_trades: ANP-VS on TRADES' loss.
            "lenet5_caffe_mnist_anp_vs_budget_robust":
-               "lenet5_caffe_mnist_anp_vs"}
+               "lenet5_caffe_mnist_anp_vs",
+           "lenet5_caffe_fashion_mnist_anp_vs_budget":
+               "lenet5_caffe_fashion_mnist_anp_vs"}
 
 
 def test_every_entry_is_a_valid_recipe_with_its_name():
