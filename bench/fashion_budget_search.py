@@ -48,7 +48,7 @@ from anpvs_tf import files  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
 from main_command import row  # noqa: E402
-from main_command import run  # noqa: E402
+from main_command import run_or_read  # noqa: E402
 from models.lenet5_caffe import FASHION_BUDGET_START  # noqa: E402
 
 flags.DEFINE_string(
@@ -155,13 +155,8 @@ def test_runs(report):
                  f"{search.listed(chosen) or 'the start'} first")
     records = {}
     for method, command in test_commands(report).items():
-        workdir = Path(FLAGS.runs_dir) / f"test_{method}"
-        summary_path = workdir / "summary.json"
-        if summary_path.exists():
-            summary = files.read_json(summary_path, "delete the run")
-            seconds = summary["wall_seconds"]
-        else:
-            seconds, summary = run(command, workdir)
+        workdir = Path(FLAGS.runs_dir).resolve() / f"test_{method}"
+        seconds, summary = run_or_read(command, workdir)
         records[method] = row(command, seconds, summary, workdir,
                               FASHION_BUDGET_START["data.train_examples"])
     files.write_json(ROOT / "bench/results/fashion_budget_test.json", records)

@@ -52,6 +52,24 @@ def run(command, workdir, *extra, env=None, quiet=False):
     return seconds, json.loads((Path(workdir) / "summary.json").read_text())
 
 
+def run_or_read(command, workdir):
+    """`run`, or its (wall seconds, summary.json) read back where
+    `workdir` holds a finished run of the config `command` resolves to
+    (an interrupted benchmark resumes); a finished run of another config
+    (its recipe changed since) stops the benchmark."""
+    from anpvs_tf.workdir import holds_run  # see row()
+
+    summary_path = Path(workdir) / "summary.json"
+    if not summary_path.exists():
+        return run(command, workdir)
+    if not holds_run(resolved_config(command), workdir):
+        sys.exit(f"{workdir} holds a run of another config than "
+                 f"`{command}` (its recipe changed since): choose another "
+                 "runs folder")
+    summary = json.loads(summary_path.read_text())
+    return summary["wall_seconds"], summary
+
+
 def training_seconds(summary, workdir):
     """The run's training time, its base model's included."""
     seconds = summary["results"]["train_seconds"]

@@ -50,14 +50,12 @@ from anpvs_tf.evaluation.plots import pyplot  # noqa: E402
 from anpvs_tf.evaluation.plots import save_figure  # noqa: E402
 from anpvs_tf.evaluation.tables import markdown_table  # noqa: E402
 from anpvs_tf.registry import get_experiment  # noqa: E402
-from anpvs_tf.workdir import holds_run  # noqa: E402
 from baselines import MAIN_RECIPE  # noqa: E402
 from baselines import matched_baseline_command  # noqa: E402
 from budget import seed_path  # noqa: E402
 from main_command import MAIN_COMMAND  # noqa: E402
-from main_command import resolved_config  # noqa: E402
 from main_command import row  # noqa: E402
-from main_command import run  # noqa: E402
+from main_command import run_or_read  # noqa: E402
 
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
 flags.DEFINE_list("targets", ["40", "60"],
@@ -112,16 +110,7 @@ def point(name, command, train_examples):
     and clean accuracy of the base it started from (its own report, on
     the first 1,000 test images)."""
     workdir = ROOT / FLAGS.runs_dir / name
-    summary_path = workdir / "summary.json"
-    if summary_path.exists():
-        if not holds_run(resolved_config(command), workdir):
-            sys.exit(f"{workdir} holds a run of another config than "
-                     f"`{command}` (its recipe changed since): choose "
-                     "another --runs_dir")
-        summary = json.loads(summary_path.read_text())
-        seconds = summary["wall_seconds"]
-    else:
-        seconds, summary = run(command, workdir)
+    seconds, summary = run_or_read(command, workdir)
     record = row(command, seconds, summary, workdir, train_examples)
     base_path = workdir / "base/results.json"
     if base_path.exists():  # AT trains none
